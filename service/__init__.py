@@ -1,0 +1,100 @@
+"""The DAWNS membership and paywall service."""
+from __future__ import annotations
+
+import logging
+import secrets
+from typing import Any, Mapping
+
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from . import config as config_module
+
+log = logging.getLogger("service")
+
+
+def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
+    """Defaults from the environment (and `.env`), then the test mapping."""
+    app = Flask(__name__, instance_path=str(config_module.INSTANCE_DIR))
+    app.config.update(config_module.from_environment(env_file=test_config is None))
+    app.config.update(
+        MAX_CONTENT_LENGTH=1024 * 1024,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        REMEMBER_COOKIE_HTTPONLY=True,
+        REMEMBER_COOKIE_SAMESITE="Lax",
+        WTF_CSRF_TIME_LIMIT=None,
+        RATELIMIT_HEADERS_ENABLED=True,
+    )
+    if test_config:
+        app.config.update(test_config)
+    _ensure_secret_key(app)
+    if app.config["TRUST_PROXY_HOPS"]:
+        hops = app.config["TRUST_PROXY_HOPS"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
+
+    register_extensions(app)
+    register_blueprints(app)
+    register_errorhandlers(app)
+    register_commands(app)
+    return app
+
+
+def _ensure_secret_key(app: Flask) -> None:
+    if app.config.get("SECRET_KEY"):
+        return
+    if app.config["PUBLIC_BASE_URL"].startswith("https://"):
+        raise RuntimeError("SECRET_KEY must be set in production (PUBLIC_BASE_URL is https)")
+    # Development only: a stable key in the instance folder, so sessions survive restarts.
+    config_module.INSTANCE_DIR.mkdir(parents=True, exist_ok=True)
+    key_file = config_module.INSTANCE_DIR / "secret_key"
+    if not key_file.exists():
+        key_file.write_text(secrets.token_hex(32))
+        key_file.chmod(0o600)
+    app.config["SECRET_KEY"] = key_file.read_text().strip()
+
+
+def register_extensions(app: Flask) -> None:
+    from . import db, security
+    from .billing.gateway import build_gateway
+    from .extensions import csrf, limiter, login_manager
+
+    db.init_app(app)
+    csrf.init_app(app)
+    login_manager.init_app(app)
+    limiter.init_app(app)
+    security.init_app(app)
+    app.extensions["billing_gateway"] = build_gateway(app.config)
+
+    @login_manager.user_loader
+    def _load(user_id: str):
+        from .members.services import get_account
+
+        return get_account(int(user_id)) if user_id.isdigit() else None
+
+
+def register_blueprints(app: Flask) -> None:
+    from .billing import demo
+    from .billing.routes import bp as billing_bp
+    from .members.routes import bp as members_bp
+    from .ops.routes import bp as ops_bp
+    from .staff.routes import bp as staff_bp
+
+    app.register_blueprint(members_bp)
+    app.register_blueprint(billing_bp)
+    app.register_blueprint(staff_bp)
+    app.register_blueprint(ops_bp)
+    if app.config["DEMO_CHECKOUT"]:
+        app.register_blueprint(demo.bp)
+
+
+def register_errorhandlers(app: Flask) -> None:
+    from .errors import init_app
+
+    init_app(app)
+
+
+def register_commands(app: Flask) -> None:
+    from .cli import init_app
+
+    init_app(app)

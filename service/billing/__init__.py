@@ -1,0 +1,1 @@
+"""Billing: the Stripe gateway, the membership lifecycle it drives, and its pages."""

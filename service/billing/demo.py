@@ -1,0 +1,86 @@
+"""Demo stand-ins for Stripe's hosted Checkout and Customer Portal.
+
+Registered only when DEMO_CHECKOUT is on (the embedded default with localstripe). Each page is
+clearly labelled as a demo; what it does happens in localstripe through the gateway, and the
+membership then follows through the real code (success page, signed webhooks).
+"""
+from __future__ import annotations
+
+from flask import Blueprint, abort, redirect, render_template, request
+from flask_wtf import FlaskForm
+from wtforms import StringField, SubmitField
+from wtforms.validators import DataRequired, Length, Regexp
+
+from .gateway import BillingError, demo_cancel, demo_subscribe
+from .runtime import get_gateway
+
+bp = Blueprint("demo", __name__, url_prefix="/demo")
+
+
+class DemoCardForm(FlaskForm):
+    number = StringField(
+        "Card number",
+        default="4242 4242 4242 4242",
+        validators=[DataRequired("Enter a card number."), Regexp(r"^[0-9 ]{12,23}$", message="Digits only.")],
+    )
+    exp = StringField(
+        "Expiry (MM/YY)",
+        default="12/34",
+        validators=[DataRequired("Enter the expiry."), Regexp(r"^(0[1-9]|1[0-2])/[0-9]{2}$", message="Use MM/YY.")],
+    )
+    cvc = StringField("CVC", default="123", validators=[DataRequired("Enter the CVC."), Length(min=3, max=4)])
+    submit = SubmitField("Pay $5.00 (demo)")
+
+
+class DemoCancelForm(FlaskForm):
+    submit_end = SubmitField("Cancel at the end of the period")
+    submit_now = SubmitField("Cancel now")
+
+
+@bp.route("/checkout/<session_id>", methods=["GET", "POST"])
+def checkout(session_id: str):
+    gateway = get_gateway()
+    try:
+        data = gateway.decode_session(session_id)
+    except BillingError:
+        abort(404)
+    form = DemoCardForm()
+    error = None
+    if form.validate_on_submit():
+        month, year = form.exp.data.split("/")
+        card = {
+            "number": form.number.data.replace(" ", ""),
+            "exp_month": int(month),
+            "exp_year": 2000 + int(year),
+            "cvc": form.cvc.data,
+        }
+        try:
+            done = demo_subscribe(gateway, session_id, card)
+        except BillingError as exc:
+            error = exc.message
+        else:
+            return redirect(data["success_url"].replace("{CHECKOUT_SESSION_ID}", done), code=303)
+    status = 422 if request.method == "POST" else 200
+    return render_template("billing/demo_checkout.html", form=form, data=data, error=error), status
+
+
+@bp.route("/portal/<token>", methods=["GET", "POST"])
+def portal(token: str):
+    gateway = get_gateway()
+    try:
+        data = gateway.decode_portal(token)
+    except BillingError:
+        abort(404)
+    subs = gateway.customer_subscriptions(data["customer"])
+    form = DemoCancelForm()
+    error = None
+    if form.validate_on_submit():
+        live = [s for s in subs if s["status"] not in ("canceled", "incomplete_expired")]
+        try:
+            for sub in live:
+                demo_cancel(gateway, sub["id"], at_period_end=bool(form.submit_end.data))
+        except BillingError as exc:
+            error = exc.message
+        else:
+            return redirect(data["return_url"], code=303)
+    return render_template("billing/demo_portal.html", form=form, subs=subs, data=data, error=error)

@@ -1,0 +1,288 @@
+"""The billing gateway: the only module that calls Stripe.
+
+`StripeGateway` talks to Stripe (or to any server that speaks its API, via STRIPE_API_BASE).
+`DemoStripeGateway` has the same interface for the embedded default: Checkout and the Customer
+Portal do not exist in localstripe, so those two become demo pages of this service, and every
+other call goes to localstripe through the real client. `create_app` picks one.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import stripe
+from itsdangerous import BadSignature, URLSafeSerializer
+
+log = logging.getLogger("service.billing")
+
+
+class BillingError(Exception):
+    """Stripe could not do what we asked. `message` is safe to show a reader."""
+
+    def __init__(self, message: str, *, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retryable = retryable
+
+
+@dataclass(frozen=True)
+class CheckoutRequest:
+    member_id: int
+    email: str
+    customer_id: str | None
+    success_url: str
+    cancel_url: str
+
+
+class BillingGateway(Protocol):
+    def create_checkout_session(self, req: CheckoutRequest) -> dict[str, Any]: ...
+    def retrieve_checkout_session(self, session_id: str) -> dict[str, Any]: ...
+    def retrieve_subscription(self, subscription_id: str) -> dict[str, Any]: ...
+    def retrieve_customer(self, customer_id: str) -> dict[str, Any]: ...
+    def list_subscriptions(self, starting_after: str | None = None, limit: int = 100) -> dict[str, Any]: ...
+    def create_portal_session(self, customer_id: str, return_url: str) -> dict[str, Any]: ...
+
+
+def _translate(exc: stripe.StripeError) -> BillingError:
+    # Error classes: https://docs.stripe.com/api/errors/handling
+    if isinstance(exc, stripe.AuthenticationError):
+        log.error("Stripe rejected our API key: %s", exc.user_message or exc)
+        return BillingError("Payments are temporarily unavailable. Please try again later.", retryable=False)
+    if isinstance(exc, stripe.InvalidRequestError):
+        log.error("Stripe rejected a request: %s", exc.user_message or exc)
+        return BillingError("We could not start the payment. Please try again later.", retryable=False)
+    if isinstance(exc, stripe.RateLimitError):
+        return BillingError("Payments are busy right now. Please try again in a minute.")
+    log.error("Stripe unavailable: %s: %s", type(exc).__name__, exc)
+    return BillingError("We could not reach our payment provider. Please try again in a few minutes.")
+
+
+class StripeGateway:
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        price_id: str,
+        api_version: str,
+        api_base: str | None = None,
+        timeout: float = 10.0,
+        max_network_retries: int = 2,
+    ) -> None:
+        self.price_id = price_id
+        base_addresses: dict[str, str] = {}
+        if api_base:
+            base_addresses = {"api": api_base.rstrip("/"), "files": api_base.rstrip("/")}
+        self.client = stripe.StripeClient(
+            api_key or "sk_unset",
+            stripe_version=api_version,
+            base_addresses=base_addresses,  # type: ignore[arg-type]
+            max_network_retries=max_network_retries,
+            http_client=stripe.RequestsClient(timeout=timeout),
+        )
+
+    def _call(self, fn, *args, **kwargs) -> dict[str, Any]:
+        try:
+            return fn(*args, **kwargs).to_dict()
+        except stripe.StripeError as exc:
+            raise _translate(exc) from exc
+
+    def create_checkout_session(self, req: CheckoutRequest) -> dict[str, Any]:
+        # Subscription-mode Checkout: https://docs.stripe.com/api/checkout/sessions/create
+        params: dict[str, Any] = {
+            "mode": "subscription",
+            "line_items": [{"price": self.price_id, "quantity": 1}],
+            "client_reference_id": str(req.member_id),
+            "metadata": {"member_id": str(req.member_id)},
+            "subscription_data": {"metadata": {"member_id": str(req.member_id)}},
+            "success_url": req.success_url,
+            "cancel_url": req.cancel_url,
+        }
+        if req.customer_id:
+            params["customer"] = req.customer_id
+        else:
+            params["customer_email"] = req.email
+        return self._call(self.client.v1.checkout.sessions.create, params)
+
+    def retrieve_checkout_session(self, session_id: str) -> dict[str, Any]:
+        return self._call(
+            self.client.v1.checkout.sessions.retrieve, session_id, {"expand": ["subscription"]}
+        )
+
+    def retrieve_subscription(self, subscription_id: str) -> dict[str, Any]:
+        return self._call(self.client.v1.subscriptions.retrieve, subscription_id)
+
+    def retrieve_customer(self, customer_id: str) -> dict[str, Any]:
+        return self._call(self.client.v1.customers.retrieve, customer_id)
+
+    def list_subscriptions(self, starting_after: str | None = None, limit: int = 100) -> dict[str, Any]:
+        params: dict[str, Any] = {"status": "all", "limit": limit}
+        if starting_after:
+            params["starting_after"] = starting_after
+        return self._call(self.client.v1.subscriptions.list, params)
+
+    def create_portal_session(self, customer_id: str, return_url: str) -> dict[str, Any]:
+        # https://docs.stripe.com/api/customer_portal/sessions/create
+        return self._call(
+            self.client.v1.billing_portal.sessions.create,
+            {"customer": customer_id, "return_url": return_url},
+        )
+
+    # Used by the demo pages and by the localstripe integration tests only.
+    def raw(self) -> stripe.StripeClient:
+        return self.client
+
+
+DEMO_SESSION_PREFIX = "cs_demo_"
+
+
+class DemoStripeGateway(StripeGateway):
+    """localstripe has no Checkout and no Portal: those become labelled demo pages here.
+
+    A demo checkout session id is a signed, self-contained token, so no table is needed for a
+    stand-in; the subscription itself is created in localstripe by the demo page.
+    """
+
+    def __init__(self, *, secret_key: str, public_base_url: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.public_base_url = public_base_url.rstrip("/")
+        self._signer = URLSafeSerializer(secret_key, salt="demo-checkout")
+
+    def encode_session(self, data: dict[str, Any]) -> str:
+        return DEMO_SESSION_PREFIX + self._signer.dumps(data)
+
+    def decode_session(self, session_id: str) -> dict[str, Any]:
+        if not session_id.startswith(DEMO_SESSION_PREFIX):
+            raise BillingError("Unknown checkout session.", retryable=False)
+        try:
+            return self._signer.loads(session_id[len(DEMO_SESSION_PREFIX):])
+        except BadSignature:
+            raise BillingError("Unknown checkout session.", retryable=False) from None
+
+    def create_checkout_session(self, req: CheckoutRequest) -> dict[str, Any]:
+        data = {
+            "member_id": req.member_id,
+            "email": req.email,
+            "customer": req.customer_id,
+            "success_url": req.success_url,
+            "cancel_url": req.cancel_url,
+            "subscription": None,
+        }
+        session_id = self.encode_session(data)
+        return {
+            "id": session_id,
+            "object": "checkout.session",
+            "mode": "subscription",
+            "status": "open",
+            "url": f"{self.public_base_url}/demo/checkout/{session_id}",
+        }
+
+    def retrieve_checkout_session(self, session_id: str) -> dict[str, Any]:
+        data = self.decode_session(session_id)
+        subscription: Any = data.get("subscription")
+        complete = subscription is not None
+        if subscription:
+            subscription = self.retrieve_subscription(subscription)
+        return {
+            "id": session_id,
+            "object": "checkout.session",
+            "mode": "subscription",
+            "client_reference_id": str(data["member_id"]),
+            "customer": data.get("customer"),
+            "customer_email": data["email"],
+            "subscription": subscription,
+            "status": "complete" if complete else "open",
+            "payment_status": "paid" if complete else "unpaid",
+            "metadata": {"member_id": str(data["member_id"])},
+        }
+
+    def create_portal_session(self, customer_id: str, return_url: str) -> dict[str, Any]:
+        token = self._signer.dumps({"customer": customer_id, "return_url": return_url})
+        return {"object": "billing_portal.session", "url": f"{self.public_base_url}/demo/portal/{token}"}
+
+    def customer_subscriptions(self, customer_id: str) -> list[dict[str, Any]]:
+        return self._call(self.client.v1.subscriptions.list, {"customer": customer_id, "status": "all"})["data"]
+
+    def decode_portal(self, token: str) -> dict[str, Any]:
+        try:
+            return self._signer.loads(token)
+        except BadSignature:
+            raise BillingError("Unknown portal session.", retryable=False) from None
+
+
+def build_gateway(config: dict[str, Any]) -> StripeGateway:
+    common = dict(
+        api_key=config["STRIPE_SECRET_KEY"],
+        price_id=config["STRIPE_PRICE_ID"],
+        api_version=config["STRIPE_API_VERSION"],
+        api_base=config["STRIPE_API_BASE"] or None,
+        timeout=config["STRIPE_TIMEOUT"],
+        max_network_retries=config["STRIPE_MAX_NETWORK_RETRIES"],
+    )
+    if config["DEMO_CHECKOUT"]:
+        return DemoStripeGateway(
+            secret_key=config["SECRET_KEY"], public_base_url=config["PUBLIC_BASE_URL"], **common
+        )
+    return StripeGateway(**common)
+
+
+def demo_subscribe(gateway: DemoStripeGateway, session_id: str, card: dict[str, Any]) -> str:
+    """Do in localstripe what Stripe Checkout does: customer, card, subscription.
+
+    Returns the completed demo session id (it now names the subscription). Raises BillingError
+    when the card is refused, with Stripe's own message.
+    """
+    data = gateway.decode_session(session_id)
+    client = gateway.client
+    try:
+        customer_id = data.get("customer")
+        if not customer_id:
+            customer = client.v1.customers.create(
+                {"email": data["email"], "metadata": {"member_id": str(data["member_id"])}}
+            )
+            customer_id = customer.id
+        pm = client.v1.payment_methods.create({"type": "card", "card": card})
+        client.v1.payment_methods.attach(pm.id, {"customer": customer_id})
+        client.v1.customers.update(customer_id, {"invoice_settings": {"default_payment_method": pm.id}})
+        # localstripe speaks an API version from before Prices: the $5/month plan is a Plan.
+        sub = client.v1.subscriptions.create(
+            {
+                "customer": customer_id,
+                "items": [{"plan": gateway.price_id}],
+                "default_payment_method": pm.id,
+                "metadata": {"member_id": str(data["member_id"])},
+            }
+        )
+    except stripe.CardError as exc:
+        raise BillingError(exc.user_message or "Your card was declined.", retryable=False) from exc
+    except stripe.StripeError as exc:
+        raise _translate(exc) from exc
+    data.update(customer=customer_id, subscription=sub.id)
+    return gateway.encode_session(data)
+
+
+def demo_cancel(gateway: DemoStripeGateway, subscription_id: str, at_period_end: bool) -> None:
+    try:
+        if at_period_end:
+            gateway.client.v1.subscriptions.update(subscription_id, {"cancel_at_period_end": True})
+        else:
+            gateway.client.v1.subscriptions.cancel(subscription_id)
+    except stripe.StripeError as exc:
+        raise _translate(exc) from exc
+
+
+def create_plan(api_base: str, api_key: str, plan_id: str, *, amount_cents: int, currency: str, interval: str) -> None:
+    """Create the membership Plan in a stand-in (localstripe predates Prices)."""
+    client = stripe.StripeClient(api_key, base_addresses={"api": api_base}, max_network_retries=0)  # type: ignore[arg-type]
+    try:
+        client.v1.plans.create(
+            {
+                "id": plan_id,
+                "amount": amount_cents,
+                "currency": currency,
+                "interval": interval,
+                "product": {"name": "DAWNS membership"},
+            }
+        )
+    except stripe.StripeError as exc:
+        raise _translate(exc) from exc

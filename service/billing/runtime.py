@@ -1,0 +1,10 @@
+"""Access to the configured gateway from request and CLI code."""
+from __future__ import annotations
+
+from flask import current_app
+
+from .gateway import StripeGateway
+
+
+def get_gateway() -> StripeGateway:
+    return current_app.extensions["billing_gateway"]

@@ -1,0 +1,62 @@
+"""Flask CLI commands (`flask --app wsgi ...`), the contract of SPEC.md."""
+from __future__ import annotations
+
+import sys
+
+import click
+from flask import Flask, current_app
+
+from .domain.membership import Role
+
+
+def _read_password() -> str:
+    if sys.stdin.isatty():
+        return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    password = sys.stdin.readline().rstrip("\n")
+    if not password:
+        raise click.UsageError("no password on standard input")
+    return password
+
+
+def init_app(app: Flask) -> None:
+    db_group = click.Group("db", help="Database migrations (Alembic).")
+
+    @db_group.command("upgrade")
+    @click.argument("revision", default="head")
+    def db_upgrade(revision: str) -> None:
+        """Apply migrations up to REVISION (default: head)."""
+        from .migrate import upgrade
+
+        upgrade(current_app.config["DATABASE_URL"], revision)
+        click.echo(f"database at {revision}")
+
+    app.cli.add_command(db_group)
+
+    staff_group = click.Group("staff", help="Staff accounts.")
+
+    @staff_group.command("create")
+    @click.argument("email")
+    @click.option("--role", type=click.Choice(["staff", "admin"]), default="staff", show_default=True)
+    @click.option("--name", default="", help="Display name (default: the part before @).")
+    def staff_create(email: str, role: str, name: str) -> None:
+        """Create a staff account, or reset its password and role. Password from stdin or prompt."""
+        from .members.forms import MIN_PASSWORD
+        from .members.services import create_staff
+
+        password = _read_password()
+        if len(password) < MIN_PASSWORD:
+            raise click.UsageError(f"the password needs at least {MIN_PASSWORD} characters")
+        account = create_staff(email, name or email.split("@")[0], password, Role(role))
+        click.echo(f"{account.role.value} account {account.email} (id {account.id}) ready")
+
+    app.cli.add_command(staff_group)
+
+    @app.cli.command("demo")
+    @click.option("--host", default="127.0.0.1", show_default=True)
+    @click.option("--port", default=5000, show_default=True, type=int)
+    def demo(host: str, port: int) -> None:
+        """Serve the embedded default: localstripe stand-in (unless Stripe keys are set) and a demo staff login."""
+        from .devserver import run_demo
+
+        run_demo(host, port)
+

@@ -1,0 +1,81 @@
+"""Configuration from the environment (and an optional `.env`).
+
+Every name read here is part of the contract in SPEC.md and is documented in `.env.example`.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from dotenv import load_dotenv
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+INSTANCE_DIR = PROJECT_ROOT / "instance"
+
+# Stripe API version the service is written against. Pinned so that a Stripe account upgrade
+# never changes payload shapes under us (https://docs.stripe.com/api/versioning).
+DEFAULT_STRIPE_API_VERSION = "2025-03-31.basil"
+
+
+def _bool(value: str | None, default: bool = False) -> bool:
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _int(value: str | None, default: int) -> int:
+    if value is None or value.strip() == "":
+        return default
+    return int(value)
+
+
+def from_environment(env_file: bool = True) -> dict[str, Any]:
+    """Build the config mapping; values set in the process environment win over `.env`."""
+    if env_file:
+        load_dotenv(PROJECT_ROOT / ".env", override=False)
+    env = os.environ
+    default_db = f"sqlite:///{INSTANCE_DIR / 'membership.db'}"
+    public_base_url = env.get("PUBLIC_BASE_URL", "http://127.0.0.1:5000").rstrip("/")
+    stripe_secret_key = env.get("STRIPE_SECRET_KEY", "")
+    return {
+        "SECRET_KEY": env.get("SECRET_KEY", ""),
+        "DATABASE_URL": env.get("DATABASE_URL") or default_db,
+        "PUBLIC_BASE_URL": public_base_url,
+        # Stripe
+        "STRIPE_SECRET_KEY": stripe_secret_key,
+        "STRIPE_WEBHOOK_SECRET": env.get("STRIPE_WEBHOOK_SECRET", ""),
+        "STRIPE_PRICE_ID": env.get("STRIPE_PRICE_ID", ""),
+        "STRIPE_API_BASE": env.get("STRIPE_API_BASE", ""),
+        "STRIPE_API_VERSION": env.get("STRIPE_API_VERSION") or DEFAULT_STRIPE_API_VERSION,
+        "STRIPE_TIMEOUT": float(env.get("STRIPE_TIMEOUT", "10")),
+        "STRIPE_MAX_NETWORK_RETRIES": _int(env.get("STRIPE_MAX_NETWORK_RETRIES"), 2),
+        "STRIPE_DASHBOARD_URL": env.get("STRIPE_DASHBOARD_URL", "https://dashboard.stripe.com"),
+        # Demo checkout: only when the embedded localstripe stand-in is in use.
+        "DEMO_CHECKOUT": _bool(env.get("DEMO_CHECKOUT")),
+        # Newsletter
+        "NEWSLETTER_PROVIDER": env.get("NEWSLETTER_PROVIDER", "log"),
+        "MAILCHIMP_API_KEY": env.get("MAILCHIMP_API_KEY", ""),
+        "MAILCHIMP_SERVER_PREFIX": env.get("MAILCHIMP_SERVER_PREFIX", ""),
+        "MAILCHIMP_LIST_ID": env.get("MAILCHIMP_LIST_ID", ""),
+        "MAILCHIMP_API_BASE": env.get("MAILCHIMP_API_BASE", ""),
+        "NEWSLETTER_ON_LAPSE": env.get("NEWSLETTER_ON_LAPSE", "unsubscribe"),
+        # Mail
+        "MAIL_BACKEND": env.get("MAIL_BACKEND", "log"),
+        "MAIL_FROM": env.get("MAIL_FROM", "DAWNS Membership <membership@localhost>"),
+        "SMTP_HOST": env.get("SMTP_HOST", "localhost"),
+        "SMTP_PORT": _int(env.get("SMTP_PORT"), 587),
+        "SMTP_USERNAME": env.get("SMTP_USERNAME", ""),
+        "SMTP_PASSWORD": env.get("SMTP_PASSWORD", ""),
+        "SMTP_STARTTLS": _bool(env.get("SMTP_STARTTLS"), True),
+        "SMTP_TIMEOUT": float(env.get("SMTP_TIMEOUT", "10")),
+        # Security and limits
+        "RATELIMIT_STORAGE_URI": env.get("RATELIMIT_STORAGE_URI", "memory://"),
+        "RATELIMIT_LOGIN": env.get("RATELIMIT_LOGIN", "10 per minute"),
+        "RATELIMIT_JOIN": env.get("RATELIMIT_JOIN", "10 per hour"),
+        "RATELIMIT_RESET": env.get("RATELIMIT_RESET", "5 per hour"),
+        "PASSWORD_RESET_MAX_AGE": _int(env.get("PASSWORD_RESET_MAX_AGE"), 3600),
+        "SESSION_COOKIE_SECURE": public_base_url.startswith("https://"),
+        "REMEMBER_COOKIE_SECURE": public_base_url.startswith("https://"),
+        "TRUST_PROXY_HOPS": _int(env.get("TRUST_PROXY_HOPS"), 0),
+    }

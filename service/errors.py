@@ -1,0 +1,66 @@
+"""Error pages for people, JSON errors for programs. Never a stack trace."""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify, render_template, request
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger("service.errors")
+
+CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    422: "unprocessable_entity",
+    429: "rate_limited",
+    500: "internal_error",
+    503: "unavailable",
+}
+
+
+def wants_json() -> bool:
+    return request.path.startswith(("/api/", "/stripe/", "/newsletter/")) or (
+        request.accept_mimetypes.best == "application/json"
+    )
+
+
+def json_error(status: int, message: str, code: str | None = None):
+    return jsonify(error={"code": code or CODES.get(status, "error"), "message": message}), status
+
+
+def init_app(app: Flask) -> None:
+    @app.errorhandler(CSRFError)
+    def _csrf(exc: CSRFError):
+        if wants_json():
+            return json_error(400, "CSRF token missing or invalid.", "csrf_failed")
+        return render_template("errors/error.html", status=400, title="This form has expired",
+                               message="Please go back, reload the page and try again."), 400
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException):
+        status = exc.code or 500
+        if wants_json():
+            return json_error(status, exc.description or "")
+        titles = {403: "Not allowed", 404: "Page not found", 429: "Too many attempts"}
+        message = {
+            429: "You have tried this too many times. Please wait a little and try again.",
+            403: "Your account cannot open this page.",
+        }.get(status, exc.description)
+        return render_template("errors/error.html", status=status, title=titles.get(status, exc.name),
+                               message=message), status
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):
+        if isinstance(exc, HTTPException):
+            return _http(exc)
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        if wants_json():
+            return json_error(500, "Something went wrong on our side.")
+        return render_template("errors/error.html", status=500, title="Something went wrong",
+                               message="Something went wrong on our side. Please try again."), 500
+

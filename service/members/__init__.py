@@ -1,0 +1,1 @@
+"""Reader accounts: join, login, logout, password reset, the account page."""

@@ -1,0 +1,148 @@
+"""Reader pages. Views are thin: validate, call a service function, render."""
+from __future__ import annotations
+
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required, login_user, logout_user
+
+from ..billing.gateway import BillingError
+from ..domain.membership import MembershipStatus, describe
+from ..extensions import limiter
+from ..security import safe_next
+from . import services
+from .forms import ActionForm, JoinForm, LoginForm, ResetPasswordForm, ResetRequestForm
+
+bp = Blueprint("members", __name__)
+
+
+def _limit(name: str):
+    return limiter.limit(lambda: current_app.config[name], methods=["POST"])
+
+
+@bp.get("/")
+def index():
+    return render_template("members/index.html")
+
+
+@bp.route("/join", methods=["GET", "POST"])
+@_limit("RATELIMIT_JOIN")
+def join():
+    form = JoinForm()
+    if not form.validate_on_submit():
+        status = 422 if request.method == "POST" else 200
+        return render_template("members/join.html", form=form), status
+    existing = services.find_by_email(form.email.data)
+    if existing is None:
+        try:
+            account = services.create_member(
+                form.name.data, form.email.data, form.password.data, bool(form.newsletter.data)
+            )
+        except services.EmailTaken:
+            existing = services.find_by_email(form.email.data)
+    if existing is not None:
+        services.notify_existing_account(existing)
+        flash("Please log in to continue. If you have forgotten your password, you can reset it.", "info")
+        return redirect(url_for("members.login"), code=303)
+    login_user(account)
+    return _to_checkout(account)
+
+
+def _to_checkout(account):
+    try:
+        url = services.start_checkout(account)
+    except BillingError as exc:
+        return render_template("billing/unavailable.html", message=exc.message), 503
+    return redirect(url, code=303)
+
+
+@bp.post("/account/checkout")
+@login_required
+def checkout_again():
+    """A pending or ended member starts (or restarts) the $5/month membership."""
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    membership = current_user.membership
+    if membership is not None and membership.entitled and membership.status != MembershipStatus.COMPED:
+        flash("Your membership is already active.", "info")
+        return redirect(url_for("members.account"), code=303)
+    return _to_checkout(current_user)
+
+
+@bp.get("/join/success")
+def join_success():
+    session_id = request.args.get("session_id", "")
+    if not session_id or len(session_id) > 2000:
+        return render_template("billing/success.html", view=None), 400
+    try:
+        view = services.confirm_checkout(session_id)
+    except BillingError as exc:
+        return render_template("billing/unavailable.html", message=exc.message), 503
+    return render_template("billing/success.html", view=view, describe=describe)
+
+
+@bp.get("/join/cancelled")
+def join_cancelled():
+    return render_template("billing/cancelled.html", form=ActionForm())
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@_limit("RATELIMIT_LOGIN")
+def login():
+    form = LoginForm()
+    next_url = safe_next(request.args.get("next"), "")
+    if form.validate_on_submit():
+        account = services.authenticate(form.email.data, form.password.data)
+        if account is not None:
+            login_user(account)
+            default = url_for("staff.index") if account.is_staff else url_for("members.account")
+            return redirect(safe_next(request.args.get("next"), default), code=303)
+        form.password.errors.append("That email and password do not match an account.")
+    status = 422 if request.method == "POST" else 200
+    return render_template("members/login.html", form=form, next_url=next_url), status
+
+
+@bp.post("/logout")
+def logout():
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    logout_user()
+    flash("You are logged out.", "info")
+    return redirect(url_for("members.index"), code=303)
+
+
+@bp.get("/account")
+@login_required
+def account():
+    membership = current_user.membership
+    return render_template(
+        "members/account.html",
+        membership=membership,
+        words=describe(membership.status) if membership else None,
+        form=ActionForm(),
+    )
+
+
+@bp.route("/reset", methods=["GET", "POST"])
+@_limit("RATELIMIT_RESET")
+def reset_request():
+    form = ResetRequestForm()
+    if form.validate_on_submit():
+        services.request_password_reset(form.email.data)
+        return render_template("members/reset_sent.html"), 200
+    status = 422 if request.method == "POST" else 200
+    return render_template("members/reset_request.html", form=form), status
+
+
+@bp.route("/reset/<token>", methods=["GET", "POST"])
+@_limit("RATELIMIT_RESET")
+def reset_password(token: str):
+    if services.account_for_reset_token(token) is None:
+        return render_template("members/reset_invalid.html"), 400
+    form = ResetPasswordForm()
+    if form.validate_on_submit():
+        account = services.reset_password(token, form.password.data)
+        if account is None:
+            return render_template("members/reset_invalid.html"), 400
+        flash("Your password has been changed. Please log in.", "info")
+        return redirect(url_for("members.login"), code=303)
+    status = 422 if request.method == "POST" else 200
+    return render_template("members/reset_password.html", form=form, token=token), status

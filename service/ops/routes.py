@@ -1,0 +1,18 @@
+from __future__ import annotations
+
+from flask import Blueprint, jsonify
+
+from .services import readiness
+
+bp = Blueprint("ops", __name__)
+
+
+@bp.get("/healthz")
+def healthz():
+    return jsonify(status="ok")
+
+
+@bp.get("/readyz")
+def readyz():
+    ok, checks = readiness()
+    return jsonify(status="ok" if ok else "unavailable", checks=checks), (200 if ok else 503)

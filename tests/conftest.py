@@ -1,0 +1,122 @@
+"""Fixtures: every test that uses `app` runs on SQLite and, with TEST_DATABASE_URL, on PostgreSQL."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from service import create_app
+from service.db import Base
+from service.migrate import upgrade
+
+from .support.stripe_standin import StripeStandIn
+
+PG_URL = os.environ.get("TEST_DATABASE_URL", "")
+
+BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory) -> Path:
+    """Migrate once; each test copies the file (fast, and the schema is the migrated one)."""
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    upgrade(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_migrated() -> str:
+    engine = create_engine(_psycopg(PG_URL))
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+    upgrade(_psycopg(PG_URL))
+    return _psycopg(PG_URL)
+
+
+def _psycopg(url: str) -> str:
+    return re.sub(r"^postgres(ql)?://", "postgresql+psycopg://", url)
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request, tmp_path) -> str:
+    if request.param == "sqlite":
+        template = request.getfixturevalue("sqlite_template")
+        path = tmp_path / "test.db"
+        shutil.copy(template, path)
+        return f"sqlite:///{path}"
+    url = request.getfixturevalue("pg_migrated")
+    engine = create_engine(url)
+    tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+    return url
+
+
+@pytest.fixture(scope="session")
+def stripe_standin():
+    standin = StripeStandIn().start()
+    yield standin
+    standin.stop()
+
+
+@pytest.fixture
+def stripe_api(stripe_standin):
+    stripe_standin.reset()
+    return stripe_standin
+
+
+TEST_CONFIG = {
+    "TESTING": True,
+    "SECRET_KEY": "test-secret-key",
+    "PUBLIC_BASE_URL": "http://localhost",
+    "STRIPE_SECRET_KEY": "sk_test_123",
+    "STRIPE_WEBHOOK_SECRET": "whsec_test_secret",
+    "STRIPE_PRICE_ID": "price_test_monthly",
+    "STRIPE_MAX_NETWORK_RETRIES": 0,
+    "STRIPE_TIMEOUT": 2.0,
+    "DEMO_CHECKOUT": False,
+    "MAIL_BACKEND": "log",
+    # Cheap hashing in tests; production uses scrypt.
+    "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1000",
+    "RATELIMIT_LOGIN": "1000 per minute",
+    "RATELIMIT_JOIN": "1000 per minute",
+    "RATELIMIT_RESET": "1000 per minute",
+    "RATELIMIT_STORAGE_URI": "memory://",
+}
+
+
+@pytest.fixture
+def make_app(database_url, stripe_api):
+    apps = []
+
+    def factory(**overrides):
+        config = {**TEST_CONFIG, "DATABASE_URL": database_url, "STRIPE_API_BASE": stripe_api.url, **overrides}
+        app = create_app(config)
+        apps.append(app)
+        return app
+
+    yield factory
+    for app in apps:
+        app.extensions["db_engine"].dispose()
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
