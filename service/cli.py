@@ -5,6 +5,7 @@ import sys
 
 import click
 from flask import Flask, current_app
+from flask.cli import AppGroup
 
 from .domain.membership import Role
 
@@ -19,7 +20,7 @@ def _read_password() -> str:
 
 
 def init_app(app: Flask) -> None:
-    db_group = click.Group("db", help="Database migrations (Alembic).")
+    db_group = AppGroup("db", help="Database migrations (Alembic).")
 
     @db_group.command("upgrade")
     @click.argument("revision", default="head")
@@ -32,7 +33,7 @@ def init_app(app: Flask) -> None:
 
     app.cli.add_command(db_group)
 
-    staff_group = click.Group("staff", help="Staff accounts.")
+    staff_group = AppGroup("staff", help="Staff accounts.")
 
     @staff_group.command("create")
     @click.argument("email")

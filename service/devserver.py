@@ -46,11 +46,15 @@ def wait_for_port(port: int, proc: subprocess.Popen | None = None, timeout: floa
 def start_localstripe(port: int | None = None, log_path: str | None = None) -> tuple[subprocess.Popen, str]:
     port = port or free_port()
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "localstripe", "--from-scratch", "--port", str(port)],
-        stdout=out,
-        stderr=subprocess.STDOUT,
-    )
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "localstripe", "--from-scratch", "--port", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    finally:
+        if log_path:
+            out.close()  # the child holds its own descriptor
     wait_for_port(port, proc)
     return proc, f"http://127.0.0.1:{port}"
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import smtplib
+from collections import deque
 from email.message import EmailMessage
 
 from flask import current_app
@@ -24,7 +25,7 @@ def send_mail(to: str, subject: str, body: str) -> None:
     backend = cfg["MAIL_BACKEND"]
     if backend == "log":
         log.warning("MAIL (log backend) to=%s subject=%s\n%s", to, subject, body)
-        current_app.extensions.setdefault("mail_outbox", []).append(msg)
+        current_app.extensions.setdefault("mail_outbox", deque(maxlen=100)).append(msg)
         return
     if backend != "smtp":
         raise MailError(f"unknown MAIL_BACKEND {backend!r}")

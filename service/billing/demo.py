@@ -6,12 +6,12 @@ membership then follows through the real code (success page, signed webhooks).
 """
 from __future__ import annotations
 
-from flask import Blueprint, abort, redirect, render_template, request
+from flask import Blueprint, abort, redirect, render_template, request, url_for
 from flask_wtf import FlaskForm
 from wtforms import StringField, SubmitField
 from wtforms.validators import DataRequired, Length, Regexp
 
-from .gateway import BillingError, demo_cancel, demo_subscribe
+from .gateway import BillingError, DemoCardDeclined, demo_cancel, demo_subscribe
 from .runtime import get_gateway
 
 bp = Blueprint("demo", __name__, url_prefix="/demo")
@@ -56,12 +56,17 @@ def checkout(session_id: str):
         }
         try:
             done = demo_subscribe(gateway, session_id, card)
+        except DemoCardDeclined as exc:
+            # Keep the customer just created for the next attempt, as Checkout does.
+            return render_template("billing/demo_checkout.html", form=form, data=data, error=exc.message,
+                                   action=url_for("demo.checkout", session_id=exc.session_id)), 402
         except BillingError as exc:
             error = exc.message
         else:
             return redirect(data["success_url"].replace("{CHECKOUT_SESSION_ID}", done), code=303)
     status = 422 if request.method == "POST" else 200
-    return render_template("billing/demo_checkout.html", form=form, data=data, error=error), status
+    return render_template("billing/demo_checkout.html", form=form, data=data, error=error,
+                           action=url_for("demo.checkout", session_id=session_id)), status
 
 
 @bp.route("/portal/<token>", methods=["GET", "POST"])

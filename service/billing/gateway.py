@@ -226,6 +226,12 @@ def build_gateway(config: dict[str, Any]) -> StripeGateway:
     return StripeGateway(**common)
 
 
+class DemoCardDeclined(BillingError):
+    def __init__(self, message: str, session_id: str) -> None:
+        super().__init__(message, retryable=False)
+        self.session_id = session_id
+
+
 def demo_subscribe(gateway: DemoStripeGateway, session_id: str, card: dict[str, Any]) -> str:
     """Do in localstripe what Stripe Checkout does: customer, card, subscription.
 
@@ -249,7 +255,6 @@ def demo_subscribe(gateway: DemoStripeGateway, session_id: str, card: dict[str, 
             {
                 "customer": customer_id,
                 "items": [{"plan": gateway.price_id}],
-                "default_payment_method": pm.id,
                 "metadata": {"member_id": str(data["member_id"])},
             }
         )
@@ -257,6 +262,10 @@ def demo_subscribe(gateway: DemoStripeGateway, session_id: str, card: dict[str, 
         raise BillingError(exc.user_message or "Your card was declined.", retryable=False) from exc
     except stripe.StripeError as exc:
         raise _translate(exc) from exc
+    if sub.status == "incomplete":
+        # Hosted Checkout would not complete with a refused card: ask for another one.
+        data.update(customer=customer_id)
+        raise DemoCardDeclined("Your card was declined. Try another card.", gateway.encode_session(data))
     data.update(customer=customer_id, subscription=sub.id)
     return gateway.encode_session(data)
 
@@ -274,6 +283,11 @@ def demo_cancel(gateway: DemoStripeGateway, subscription_id: str, at_period_end:
 def create_plan(api_base: str, api_key: str, plan_id: str, *, amount_cents: int, currency: str, interval: str) -> None:
     """Create the membership Plan in a stand-in (localstripe predates Prices)."""
     client = stripe.StripeClient(api_key, base_addresses={"api": api_base}, max_network_retries=0)  # type: ignore[arg-type]
+    try:
+        client.v1.plans.retrieve(plan_id)
+        return  # already there: provisioning is repeatable
+    except stripe.InvalidRequestError:
+        pass
     try:
         client.v1.plans.create(
             {

@@ -7,10 +7,15 @@ from wtforms.validators import DataRequired, Email, EqualTo, Length
 MIN_PASSWORD = 10
 
 
+def _strip(value: str | None) -> str | None:
+    return value.strip() if isinstance(value, str) else value
+
+
 class JoinForm(FlaskForm):
-    name = StringField("Full name", validators=[DataRequired("Please enter your name."), Length(max=200)])
+    name = StringField("Full name", filters=[_strip], validators=[DataRequired("Please enter your name."), Length(max=200)])
     email = EmailField(
         "Email",
+        filters=[_strip],
         validators=[
             DataRequired("Please enter your email address."),
             Email("Please enter a valid email address.", check_deliverability=False),
@@ -29,7 +34,7 @@ class JoinForm(FlaskForm):
 
 
 class LoginForm(FlaskForm):
-    email = EmailField("Email", validators=[DataRequired("Please enter your email address."), Length(max=320)])
+    email = EmailField("Email", filters=[_strip], validators=[DataRequired("Please enter your email address."), Length(max=320)])
     password = PasswordField("Password", validators=[DataRequired("Please enter your password."), Length(max=200)])
     submit = SubmitField("Log in")
 
@@ -37,6 +42,7 @@ class LoginForm(FlaskForm):
 class ResetRequestForm(FlaskForm):
     email = EmailField(
         "Email",
+        filters=[_strip],
         validators=[
             DataRequired("Please enter your email address."),
             Email("Please enter a valid email address.", check_deliverability=False),

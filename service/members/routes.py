@@ -100,9 +100,13 @@ def login():
     return render_template("members/login.html", form=form, next_url=next_url), status
 
 
-@bp.post("/logout")
+@bp.route("/logout", methods=["GET", "POST"])
 def logout():
-    if not ActionForm().validate_on_submit():
+    form = ActionForm()
+    if request.method == "GET":
+        # Logging out changes state, so it takes a POST; GET offers the button.
+        return render_template("members/logout.html", form=form)
+    if not form.validate_on_submit():
         abort(400)
     logout_user()
     flash("You are logged out.", "info")

@@ -30,7 +30,7 @@ def normalize_email(email: str) -> str:
 
 
 def hash_password(password: str) -> str:
-    return generate_password_hash(password, method=current_app.config.get("PASSWORD_HASH_METHOD", "scrypt"))
+    return generate_password_hash(password, method=current_app.config.get("PASSWORD_HASH_METHOD") or "scrypt")
 
 
 def get_account(account_id: int) -> Account | None:

@@ -1,0 +1,96 @@
+"""Journey 2: the success page retrieves the session and fulfils it through the shared path."""
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import func, select
+
+from service.db import get_session
+from service.domain.membership import MembershipStatus
+from service.models import Account, StripeCustomer, StripeSubscription
+
+from ..support.factories import make_account
+from ..support.stripe_objects import checkout_session, subscription
+from ..support.stripe_standin import Reply, stripe_error
+
+
+def _status(app, account_id):
+    with app.app_context():
+        return get_session().get(Account, account_id).membership.status
+
+
+def _serve_session(stripe_api, session_obj):
+    stripe_api.on("GET", f"/v1/checkout/sessions/{session_obj['id']}", Reply(200, session_obj))
+
+
+def test_completed_paid_session_makes_the_member_active(app, client, stripe_api):
+    acc = make_account(app)
+    end = int(time.time()) + 30 * 86400
+    sub = subscription(id="sub_1", customer="cus_1", status="active", member_id=acc, period_end=end)
+    _serve_session(stripe_api, checkout_session(id="cs_1", member_id=acc, email="reader@example.org",
+                                                customer="cus_1", subscription=sub))
+    resp = client.get("/join/success?session_id=cs_1")
+    html = resp.get_data(as_text=True)
+    assert resp.status_code == 200
+    assert "you are a member" in html and 'http-equiv="refresh"' not in html
+    (req,) = stripe_api.calls("GET", "/v1/checkout/sessions/cs_1")
+    assert req.query.get("expand[0]") == "subscription"
+    assert _status(app, acc) == MembershipStatus.ACTIVE
+    with app.app_context():
+        s = get_session()
+        customer = s.scalars(select(StripeCustomer)).one()
+        assert (customer.stripe_id, customer.account_id) == ("cus_1", acc)
+        row = s.scalars(select(StripeSubscription)).one()
+        assert row.stripe_id == "sub_1" and row.account_id == acc
+        membership = s.get(Account, acc).membership
+        assert membership.paid_through.timestamp() == end
+
+
+def test_reloading_the_success_page_changes_nothing(app, client, stripe_api):
+    acc = make_account(app)
+    sub = subscription(id="sub_1", customer="cus_1", status="active", member_id=acc)
+    _serve_session(stripe_api, checkout_session(id="cs_1", member_id=acc, email="reader@example.org",
+                                                customer="cus_1", subscription=sub))
+    for _ in range(3):
+        assert client.get("/join/success?session_id=cs_1").status_code == 200
+    with app.app_context():
+        s = get_session()
+        assert s.scalar(select(func.count(StripeCustomer.id))) == 1
+        assert s.scalar(select(func.count(StripeSubscription.id))) == 1
+    assert _status(app, acc) == MembershipStatus.ACTIVE
+
+
+def test_payment_still_processing_says_so_refreshes_and_never_claims_active(app, client, stripe_api):
+    acc = make_account(app)
+    sub = subscription(id="sub_2", customer="cus_2", status="incomplete", member_id=acc)
+    _serve_session(stripe_api, checkout_session(id="cs_2", member_id=acc, email="reader@example.org",
+                                                customer="cus_2", subscription=sub, status="complete",
+                                                payment_status="unpaid"))
+    html = client.get("/join/success?session_id=cs_2").get_data(as_text=True)
+    assert "confirming your payment" in html
+    assert '<meta http-equiv="refresh" content="5">' in html
+    assert "you are a member" not in html and "Active" not in html
+    assert _status(app, acc) == MembershipStatus.PENDING
+
+
+def test_open_session_without_subscription_is_not_fulfilled(app, client, stripe_api):
+    acc = make_account(app)
+    _serve_session(stripe_api, checkout_session(id="cs_3", member_id=acc, email="reader@example.org",
+                                                customer=None, subscription=None, status="open",
+                                                payment_status="unpaid"))
+    html = client.get("/join/success?session_id=cs_3").get_data(as_text=True)
+    assert "you are a member" not in html
+    assert _status(app, acc) == MembershipStatus.PENDING
+
+
+def test_unknown_session_or_stripe_down_gives_a_friendly_page(app, client, stripe_api):
+    stripe_api.on("GET", "/v1/checkout/sessions/cs_missing",
+                  stripe_error(404, "invalid_request_error", "No such checkout.session: 'cs_missing'", "resource_missing"))
+    resp = client.get("/join/success?session_id=cs_missing")
+    assert resp.status_code == 503 and "Traceback" not in resp.get_data(as_text=True)
+    assert client.get("/join/success").status_code == 400
+
+
+def test_cancelled_page_lets_the_reader_try_again(app, client):
+    html = client.get("/join/cancelled").get_data(as_text=True)
+    assert "No payment was taken" in html and "/login" in html

@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+from sqlalchemy import create_engine, inspect
+from werkzeug.security import check_password_hash
+
+from service.db import get_session
+from service.domain.membership import Role
+from service.members.services import find_by_email
+
+
+def test_db_upgrade_migrates_an_empty_database(make_app, tmp_path):
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    app = make_app(DATABASE_URL=url)
+    result = app.test_cli_runner().invoke(args=["db", "upgrade"])
+    assert result.exit_code == 0, result.output
+    engine = create_engine(url)
+    assert "accounts" in inspect(engine).get_table_names()
+    engine.dispose()
+    # Repeatable.
+    assert app.test_cli_runner().invoke(args=["db", "upgrade"]).exit_code == 0
+
+
+def test_staff_create_reads_the_password_from_stdin(app, runner):
+    result = runner.invoke(args=["staff", "create", "Editor@Example.org", "--role", "admin"],
+                           input="a strong staff password\n")
+    assert result.exit_code == 0, result.output
+    assert "admin account editor@example.org" in result.output
+    with app.app_context():
+        acc = find_by_email("editor@example.org")
+        assert acc.role == Role.ADMIN
+        assert check_password_hash(acc.password_hash, "a strong staff password")
+        assert acc.membership is None
+        get_session().close()
+
+
+def test_staff_create_refuses_a_short_password(app, runner):
+    result = runner.invoke(args=["staff", "create", "e@example.org"], input="short\n")
+    assert result.exit_code != 0 and "at least 10 characters" in result.output
+    with app.app_context():
+        assert find_by_email("e@example.org") is None

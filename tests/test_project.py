@@ -1,0 +1,31 @@
+"""The README's two commands are what CI runs."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_ci_runs_make_test_with_postgresql():
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert re.search(r"^make test$", ci, re.M)
+    assert "TEST_DATABASE_URL" in ci
+
+
+def test_readme_documents_the_two_commands_and_the_makefile_has_them():
+    readme = (ROOT / "README.md").read_text()
+    assert "make run" in readme and "make test" in readme
+    makefile = (ROOT / "Makefile").read_text()
+    run = re.search(r"^run:.*\n((?:\t.*\n)+)", makefile, re.M).group(0)
+    assert "migrate" in run and "demo" in run
+    assert re.search(r"^test: \$\(STAMP\)\n\t\$\(BIN\)/python -m pytest", makefile, re.M)
+
+
+def test_env_example_documents_every_contract_variable():
+    env = (ROOT / ".env.example").read_text()
+    for name in ["SECRET_KEY", "DATABASE_URL", "PUBLIC_BASE_URL", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET",
+                 "STRIPE_PRICE_ID", "STRIPE_API_BASE", "STRIPE_API_VERSION", "NEWSLETTER_PROVIDER",
+                 "MAILCHIMP_API_KEY", "MAILCHIMP_SERVER_PREFIX", "MAILCHIMP_LIST_ID", "MAILCHIMP_API_BASE",
+                 "NEWSLETTER_ON_LAPSE", "MAIL_BACKEND", "SMTP_HOST"]:
+        assert re.search(rf"^# .*\n(?:# .*\n)*{name}=", env, re.M) or re.search(rf"^{name}=", env, re.M), name
