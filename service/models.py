@@ -93,6 +93,8 @@ class StripeCustomer(Base):
     )
     email: Mapped[str | None] = mapped_column(String(320))
     deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Stripe time of the customer snapshot we hold (customer.updated can arrive out of order).
+    snapshot_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

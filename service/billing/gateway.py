@@ -7,8 +7,11 @@ other call goes to localstripe through the real client. `create_app` picks one.
 """
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
 import stripe
@@ -27,6 +30,14 @@ class BillingError(Exception):
 
 
 @dataclass(frozen=True)
+class Fetched:
+    """A Stripe object and the moment (Stripe's clock) it was read."""
+
+    obj: dict[str, Any]
+    as_of: datetime
+
+
+@dataclass(frozen=True)
 class CheckoutRequest:
     member_id: int
     email: str
@@ -38,9 +49,9 @@ class CheckoutRequest:
 class BillingGateway(Protocol):
     def create_checkout_session(self, req: CheckoutRequest) -> dict[str, Any]: ...
     def retrieve_checkout_session(self, session_id: str) -> dict[str, Any]: ...
-    def retrieve_subscription(self, subscription_id: str) -> dict[str, Any]: ...
-    def retrieve_customer(self, customer_id: str) -> dict[str, Any]: ...
-    def list_subscriptions(self, starting_after: str | None = None, limit: int = 100) -> dict[str, Any]: ...
+    def retrieve_subscription(self, subscription_id: str) -> Fetched: ...
+    def retrieve_charge(self, charge_id: str) -> dict[str, Any]: ...
+    def list_subscriptions(self, starting_after: str | None = None, limit: int = 100) -> Fetched: ...
     def create_portal_session(self, customer_id: str, return_url: str) -> dict[str, Any]: ...
 
 
@@ -82,10 +93,14 @@ class StripeGateway:
         )
 
     def _call(self, fn, *args, **kwargs) -> dict[str, Any]:
+        return self._fetch(fn, *args, **kwargs).obj
+
+    def _fetch(self, fn, *args, **kwargs) -> Fetched:
         try:
-            return fn(*args, **kwargs).to_dict()
+            result = fn(*args, **kwargs)
         except stripe.StripeError as exc:
             raise _translate(exc) from exc
+        return Fetched(result.to_dict(), _server_time(result))
 
     def create_checkout_session(self, req: CheckoutRequest) -> dict[str, Any]:
         # Subscription-mode Checkout: https://docs.stripe.com/api/checkout/sessions/create
@@ -105,21 +120,20 @@ class StripeGateway:
         return self._call(self.client.v1.checkout.sessions.create, params)
 
     def retrieve_checkout_session(self, session_id: str) -> dict[str, Any]:
-        return self._call(
-            self.client.v1.checkout.sessions.retrieve, session_id, {"expand": ["subscription"]}
-        )
+        return self._call(self.client.v1.checkout.sessions.retrieve, session_id)
 
-    def retrieve_subscription(self, subscription_id: str) -> dict[str, Any]:
-        return self._call(self.client.v1.subscriptions.retrieve, subscription_id)
+    def retrieve_subscription(self, subscription_id: str) -> Fetched:
+        return self._fetch(self.client.v1.subscriptions.retrieve, subscription_id)
 
-    def retrieve_customer(self, customer_id: str) -> dict[str, Any]:
-        return self._call(self.client.v1.customers.retrieve, customer_id)
+    def retrieve_charge(self, charge_id: str) -> dict[str, Any]:
+        return self._call(self.client.v1.charges.retrieve, charge_id)
 
-    def list_subscriptions(self, starting_after: str | None = None, limit: int = 100) -> dict[str, Any]:
+    def list_subscriptions(self, starting_after: str | None = None, limit: int = 100) -> Fetched:
+        # status=all includes canceled ones: https://docs.stripe.com/api/subscriptions/list
         params: dict[str, Any] = {"status": "all", "limit": limit}
         if starting_after:
             params["starting_after"] = starting_after
-        return self._call(self.client.v1.subscriptions.list, params)
+        return self._fetch(self.client.v1.subscriptions.list, params)
 
     def create_portal_session(self, customer_id: str, return_url: str) -> dict[str, Any]:
         # https://docs.stripe.com/api/customer_portal/sessions/create
@@ -181,8 +195,6 @@ class DemoStripeGateway(StripeGateway):
         data = self.decode_session(session_id)
         subscription: Any = data.get("subscription")
         complete = subscription is not None
-        if subscription:
-            subscription = self.retrieve_subscription(subscription)
         return {
             "id": session_id,
             "object": "checkout.session",
@@ -208,6 +220,60 @@ class DemoStripeGateway(StripeGateway):
             return self._signer.loads(token)
         except BadSignature:
             raise BillingError("Unknown portal session.", retryable=False) from None
+
+
+def _server_time(result: Any) -> datetime:
+    """Stripe's own clock for this read (the `Date` header), to compare with event `created`."""
+    response = getattr(result, "last_response", None)
+    header = response.headers.get("Date") if response is not None else None
+    if header:
+        try:
+            return parsedate_to_datetime(header).astimezone(timezone.utc)
+        except (TypeError, ValueError):
+            pass
+    return datetime.now(timezone.utc).replace(microsecond=0)
+
+
+class InvalidEvent(Exception):
+    """A webhook delivery that is not a genuine Stripe event. `reason` is safe to log."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def verify_event(payload: bytes, signature: str | None, secret: str, tolerance: int = 300) -> dict[str, Any]:
+    """Check the Stripe-Signature header and return the event as a plain dict.
+
+    https://docs.stripe.com/webhooks#verify-official-libraries (300 s tolerance by default).
+    """
+    if not signature:
+        raise InvalidEvent("missing Stripe-Signature header")
+    if not secret:
+        raise InvalidEvent("STRIPE_WEBHOOK_SECRET is not configured")
+    try:
+        stripe.Webhook.construct_event(payload, signature, secret, tolerance=tolerance)
+    except stripe.SignatureVerificationError as exc:
+        raise InvalidEvent(f"bad signature: {exc.user_message or 'verification failed'}") from None
+    except ValueError:
+        raise InvalidEvent("body is not JSON") from None
+    except (AttributeError, TypeError, KeyError):
+        raise InvalidEvent("body is not a Stripe event") from None  # signed, but e.g. a JSON list
+    try:
+        event = json.loads(payload)
+    except ValueError:
+        raise InvalidEvent("body is not JSON") from None
+    if not (
+        isinstance(event, dict)
+        and event.get("object") == "event"
+        and isinstance(event.get("id"), str)
+        and isinstance(event.get("type"), str)
+        and isinstance(event.get("created"), int)
+        and isinstance(event.get("data"), dict)
+        and isinstance(event["data"].get("object"), dict)
+    ):
+        raise InvalidEvent("body is not a Stripe event")
+    return event
 
 
 def build_gateway(config: dict[str, Any]) -> StripeGateway:

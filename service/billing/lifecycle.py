@@ -1,16 +1,27 @@
-"""Service functions that apply Stripe's truth to memberships.
+"""Applying Stripe's truth to memberships, in any order, from any number of workers.
 
-The success page and the webhook both end here, so fulfilment is one idempotent code path.
-Row locks (`SELECT ... FOR UPDATE` on PostgreSQL) and the unique Stripe ids make concurrent
-callers safe; `snapshot_at` makes an older snapshot unable to overwrite a newer one.
+Design (SPEC "Stripe rules"): every stored subscription row remembers the Stripe time of the
+snapshot it holds (`snapshot_at`): an event's `created`, or the `Date` of a read from the API.
+Under a row lock (`SELECT ... FOR UPDATE` on PostgreSQL; SQLite serialises writers):
+
+- a snapshot newer than the stored one is applied;
+- an older one is ignored (it is history, not truth);
+- a tie (same second: Stripe often emits `created` and `updated` together) is settled by
+  reading the subscription from Stripe through the gateway, under the same lock.
+
+So any permutation of a subscription's events, with duplicates, ends in the newest truth. The
+success page, the checkout webhook, invoice events and `stripe reconcile` read the
+subscription from Stripe (lock first, then read), which is always at least as new as anything
+stored. Lock order is always subscription, then customer, then membership.
 """
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -19,17 +30,36 @@ from ..domain.membership import (
     MembershipStatus,
     SubscriptionSnapshot,
     is_entitled,
+    membership_status_for_stripe,
     parse_member_reference,
     resolve_status,
     snapshot_from_subscription,
 )
-from ..models import Account, Membership, StripeCustomer, StripeSubscription
+from ..models import Account, Membership, StripeCustomer, StripeEvent, StripeSubscription
+from .gateway import StripeGateway
 
 log = logging.getLogger("service.billing")
 
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+@dataclass
+class Applied:
+    """What applying one piece of Stripe truth did."""
+
+    subscription: StripeSubscription
+    account: Account | None
+    how: str  # "applied" | "stale" | "refetched" | "unchanged"
+    before: MembershipStatus | None = None
+    after: MembershipStatus | None = None
+
+    @property
+    def changed(self) -> bool:
+        return self.before != self.after
+
 
 def _get_or_create(session: Session, model: type, lookup: dict[str, Any], defaults: dict[str, Any]):
-    """Race-safe get-or-create on a unique column, then lock the row."""
+    """Race-safe get-or-create on a unique column; the row comes back locked."""
     stmt = select(model).filter_by(**lookup).with_for_update()
     row = session.scalars(stmt).first()
     if row is not None:
@@ -41,8 +71,8 @@ def _get_or_create(session: Session, model: type, lookup: dict[str, Any], defaul
             session.flush()
         return row
     except IntegrityError:
-        # Another worker inserted it first; take theirs.
-        return session.scalars(stmt).one()
+        # Another worker inserted it between our read and our insert; theirs is now committed.
+        return session.scalars(stmt.execution_options(populate_existing=True)).one()
 
 
 def membership_for(session: Session, account: Account) -> Membership:
@@ -56,17 +86,6 @@ def membership_for(session: Session, account: Account) -> Membership:
     return membership
 
 
-def link_customer(
-    session: Session, customer_id: str, account: Account | None, email: str | None = None
-) -> StripeCustomer:
-    customer = _get_or_create(session, StripeCustomer, {"stripe_id": customer_id}, {"email": email})
-    if account is not None and customer.account_id is None:
-        customer.account_id = account.id
-    if email and not customer.email:
-        customer.email = email.lower()
-    return customer
-
-
 def find_account_for(
     session: Session,
     *,
@@ -74,7 +93,7 @@ def find_account_for(
     customer_id: str | None = None,
     email: str | None = None,
 ) -> Account | None:
-    """Our reference first (client_reference_id / metadata), then the customer link, email last."""
+    """Our reference first (client_reference_id / metadata.member_id), then the customer, email last."""
     member_id = parse_member_reference(member_ref)
     if member_id is not None:
         account = session.get(Account, member_id)
@@ -91,33 +110,38 @@ def find_account_for(
     return None
 
 
-def apply_subscription(
-    session: Session,
-    obj: dict[str, Any],
-    snapshot_at: datetime,
-    *,
-    account: Account | None = None,
-) -> StripeSubscription:
-    """Record a subscription snapshot unless a newer one is already stored, then recompute."""
-    snap = snapshot_from_subscription(obj)
-    row = _get_or_create(
+def link_customer(
+    session: Session, customer_id: str, account: Account | None, email: str | None = None
+) -> StripeCustomer:
+    """Record the customer and, once we know whose it is, adopt what arrived before the link."""
+    customer = _get_or_create(
+        session, StripeCustomer, {"stripe_id": customer_id}, {"email": email.lower() if email else None}
+    )
+    if email and not customer.email:
+        customer.email = email.lower()
+    if account is not None and customer.account_id is None:
+        customer.account_id = account.id
+        # Events and subscriptions for this customer that came before the link are not lost.
+        session.execute(
+            update(StripeSubscription)
+            .where(StripeSubscription.customer_stripe_id == customer_id, StripeSubscription.account_id.is_(None))
+            .values(account_id=account.id)
+        )
+        session.execute(
+            update(StripeEvent)
+            .where(StripeEvent.customer_stripe_id == customer_id, StripeEvent.account_id.is_(None))
+            .values(account_id=account.id)
+        )
+    return customer
+
+
+def _lock_subscription(session: Session, subscription_id: str, customer_id: str) -> StripeSubscription:
+    return _get_or_create(
         session,
         StripeSubscription,
-        {"stripe_id": snap.id},
-        {"customer_stripe_id": snap.customer_id, "status": snap.status, "snapshot_at": snapshot_at},
+        {"stripe_id": subscription_id},
+        {"customer_stripe_id": customer_id, "status": "incomplete", "snapshot_at": EPOCH},
     )
-    if account is None:
-        account = find_account_for(session, member_ref=snap.member_id, customer_id=snap.customer_id)
-    if row.snapshot_at > snapshot_at:
-        log.info("subscription %s: snapshot of %s is older than stored %s; kept the stored one",
-                 snap.id, snapshot_at.isoformat(), row.snapshot_at.isoformat())
-    else:
-        _copy_snapshot(row, snap, snapshot_at)
-    if account is not None:
-        row.account_id = row.account_id or account.id
-        link_customer(session, snap.customer_id, account)
-        recompute_membership(session, session.get(Account, row.account_id) or account)
-    return row
 
 
 def _copy_snapshot(row: StripeSubscription, snap: SubscriptionSnapshot, snapshot_at: datetime) -> None:
@@ -132,14 +156,83 @@ def _copy_snapshot(row: StripeSubscription, snap: SubscriptionSnapshot, snapshot
     row.snapshot_at = snapshot_at
 
 
+def _finish(session: Session, row: StripeSubscription, snap: SubscriptionSnapshot, how: str,
+            account: Account | None) -> Applied:
+    if account is None:
+        account = find_account_for(session, member_ref=snap.member_id, customer_id=snap.customer_id)
+    if row.account_id is None and account is not None:
+        row.account_id = account.id
+    owner = session.get(Account, row.account_id) if row.account_id is not None else None
+    link_customer(session, snap.customer_id, owner)
+    if owner is None:
+        return Applied(row, None, how)
+    before = owner.membership.status if owner.membership else None
+    membership = recompute_membership(session, owner)
+    return Applied(row, owner, how, before, membership.status)
+
+
+def apply_subscription_event(
+    session: Session, gateway: StripeGateway, obj: dict[str, Any], created: datetime,
+    account: Account | None = None,
+) -> Applied:
+    """A subscription snapshot carried by an event created at `created`."""
+    snap = snapshot_from_subscription(obj)
+    row = _lock_subscription(session, snap.id, snap.customer_id)
+    if created > row.snapshot_at:
+        _copy_snapshot(row, snap, created)
+        how = "applied"
+    elif created == row.snapshot_at:
+        fetched = gateway.retrieve_subscription(snap.id)
+        snap = snapshot_from_subscription(fetched.obj)
+        _copy_snapshot(row, snap, max(fetched.as_of, row.snapshot_at))
+        how = "refetched"
+    else:
+        log.info("subscription %s: event of %s is older than the stored snapshot of %s; ignored",
+                 snap.id, created.isoformat(), row.snapshot_at.isoformat())
+        how = "stale"
+    return _finish(session, row, snap, how, account)
+
+
+def sync_subscription(
+    session: Session, gateway: StripeGateway, subscription_id: str, customer_id: str | None = None,
+    account: Account | None = None,
+) -> Applied:
+    """Read the subscription from Stripe under the row lock and apply it (it is the newest truth)."""
+    row = _lock_subscription(session, subscription_id, customer_id or "")
+    fetched = gateway.retrieve_subscription(subscription_id)
+    return _apply_read(session, row, fetched.obj, fetched.as_of, account)
+
+
+def apply_listed_subscription(session: Session, obj: dict[str, Any], as_of: datetime) -> Applied:
+    """A subscription read from a list call at `as_of` (reconcile)."""
+    snap = snapshot_from_subscription(obj)
+    row = _lock_subscription(session, snap.id, snap.customer_id)
+    return _apply_read(session, row, obj, as_of, None)
+
+
+def _apply_read(session: Session, row: StripeSubscription, obj: dict[str, Any], as_of: datetime,
+                account: Account | None) -> Applied:
+    snap = snapshot_from_subscription(obj)
+    if as_of >= row.snapshot_at:
+        # We read it after every event we hold was created (we hold the lock): at least as new.
+        before = (row.status, row.current_period_end, row.cancel_at_period_end)
+        _copy_snapshot(row, snap, as_of)
+        after = (row.status, row.current_period_end, row.cancel_at_period_end)
+        how = "applied" if before != after else "unchanged"
+    else:
+        how = "stale"
+    return _finish(session, row, snap, how, account)
+
+
 def _current_subscription(session: Session, account_id: int) -> StripeSubscription | None:
     """The subscription that decides the membership: an entitling one first, else the newest."""
     subs = session.scalars(
-        select(StripeSubscription).where(StripeSubscription.account_id == account_id)
+        select(StripeSubscription).where(
+            StripeSubscription.account_id == account_id, StripeSubscription.snapshot_at > EPOCH
+        )
     ).all()
     if not subs:
         return None
-    from ..domain.membership import membership_status_for_stripe
 
     def rank(s: StripeSubscription) -> tuple[int, datetime]:
         return (1 if is_entitled(membership_status_for_stripe(s.status)) else 0, s.snapshot_at)
@@ -147,13 +240,16 @@ def _current_subscription(session: Session, account_id: int) -> StripeSubscripti
     return max(subs, key=rank)
 
 
+def comp_is_active(membership: Membership, now: datetime | None = None) -> bool:
+    now = now or utcnow()
+    return membership.comped_at is not None and (membership.comped_until is None or membership.comped_until > now)
+
+
 def recompute_membership(session: Session, account: Account) -> Membership:
+    """Derive the member's state from their subscriptions, customer and comp (domain rules)."""
     membership = membership_for(session, account)
     sub = _current_subscription(session, account.id)
-    now = utcnow()
-    comp_active = membership.comped_at is not None and (
-        membership.comped_until is None or membership.comped_until > now
-    )
+    comp_active = comp_is_active(membership)
     customer_deleted = False
     if sub is not None:
         customer = session.scalars(
@@ -166,35 +262,41 @@ def recompute_membership(session: Session, account: Account) -> Membership:
     if new_status != membership.status:
         log.info("member %s: %s -> %s", account.id, membership.status, new_status)
         membership.status = new_status
-        membership.status_changed_at = now
-    if sub is not None:
+        membership.status_changed_at = utcnow()
+    if sub is not None and new_status != MembershipStatus.COMPED:
         membership.stripe_subscription_id = sub.stripe_id
         membership.paid_through = sub.current_period_end
-        membership.cancel_at_period_end = sub.cancel_at_period_end
+        membership.cancel_at_period_end = sub.cancel_at_period_end and not customer_deleted
     elif comp_active:
         membership.paid_through = membership.comped_until
+        membership.cancel_at_period_end = False
     return membership
 
 
-def fulfil_checkout_session(session: Session, checkout: dict[str, Any], fetched_at: datetime) -> Account | None:
-    """Link the customer and apply the subscription of a completed Checkout Session.
+def fulfil_checkout_session(session: Session, gateway: StripeGateway, checkout: dict[str, Any]) -> Account | None:
+    """Link the customer and apply the subscription of a Checkout Session.
 
-    Called by the success page and by the `checkout.session.completed` webhook: running it twice,
-    or both at once, ends in the same rows.
+    The success page and the `checkout.session.completed` webhook both call this; running it
+    twice, or both at once, ends in the same rows (Stripe's fulfilment guide:
+    https://docs.stripe.com/checkout/fulfillment).
     """
     account = find_account_for(
         session,
         member_ref=checkout.get("client_reference_id") or (checkout.get("metadata") or {}).get("member_id"),
         email=checkout.get("customer_email") or (checkout.get("customer_details") or {}).get("email"),
     )
-    customer_id = checkout.get("customer")
-    if isinstance(customer_id, dict):
-        customer_id = customer_id.get("id")
+    customer_id = _id_of(checkout.get("customer"))
+    subscription_id = _id_of(checkout.get("subscription"))
+    if subscription_id:
+        sync_subscription(session, gateway, subscription_id, customer_id, account)
     if customer_id:
         link_customer(session, customer_id, account, checkout.get("customer_email"))
-    subscription = checkout.get("subscription")
-    if isinstance(subscription, dict):
-        apply_subscription(session, subscription, fetched_at, account=account)
     if account is not None:
         recompute_membership(session, account)
     return account
+
+
+def _id_of(value: Any) -> str | None:
+    if isinstance(value, dict):
+        return value.get("id")
+    return value or None

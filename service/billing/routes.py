@@ -1,12 +1,19 @@
-"""Billing pages that Stripe or the member reach: the Customer Portal hand-off."""
+"""Billing routes: the Stripe webhook and the Customer Portal hand-off."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, url_for
-from flask_login import current_user, login_required
+import logging
 
+from flask import Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+from sqlalchemy.exc import SQLAlchemyError
+
+from ..errors import json_error
+from ..extensions import csrf
 from ..members.forms import ActionForm
-from . import services
-from .gateway import BillingError
+from . import services, webhooks
+from .gateway import BillingError, InvalidEvent, verify_event
+
+log = logging.getLogger("service.billing.webhooks")
 
 bp = Blueprint("billing", __name__)
 
@@ -25,3 +32,29 @@ def manage_billing():
         flash("There is no billing account yet: join first.", "info")
         return redirect(url_for("members.account"), code=303)
     return redirect(url, code=303)
+
+
+@bp.post("/stripe/webhook")
+@csrf.exempt
+def stripe_webhook():
+    """Verify, then hand a plain event dict to the webhook service. 400 stores nothing; 5xx
+    only when the event could not be applied, so that Stripe retries it."""
+    try:
+        event = verify_event(
+            request.get_data(cache=False),
+            request.headers.get("Stripe-Signature"),
+            current_app.config["STRIPE_WEBHOOK_SECRET"],
+        )
+    except InvalidEvent as exc:
+        log.warning("webhook rejected: %s", exc.reason)  # never the body
+        return json_error(400, exc.reason, "invalid_event")
+    try:
+        result = webhooks.receive(event)
+    except BillingError as exc:
+        log.error("webhook %s (%s) not applied, Stripe will retry: %s", event["id"], event["type"], exc)
+        return json_error(503, "Stripe could not be reached; retry later.", "unavailable")
+    except SQLAlchemyError as exc:
+        log.error("webhook %s (%s) not applied, Stripe will retry: %s", event["id"], event["type"],
+                  exc.__class__.__name__)
+        return json_error(503, "The event could not be stored; retry later.", "unavailable")
+    return jsonify(received=True, duplicate=result.duplicate, outcome=result.outcome)

@@ -114,7 +114,7 @@ def confirm_checkout(session_id: str) -> SuccessView:
     if checkout.get("mode") not in (None, "subscription"):
         return SuccessView("unknown", None)
     session = get_session()
-    account = fulfil_checkout_session(session, checkout, utcnow())
+    account = fulfil_checkout_session(session, gateway, checkout)
     session.commit()
     if account is None:
         return SuccessView("unknown", None)

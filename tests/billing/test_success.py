@@ -20,6 +20,11 @@ def _status(app, account_id):
 
 
 def _serve_session(stripe_api, session_obj):
+    """Stripe answers the session with the subscription's id; the subscription on its own path."""
+    sub = session_obj.get("subscription")
+    if isinstance(sub, dict):
+        stripe_api.on("GET", f"/v1/subscriptions/{sub['id']}", Reply(200, sub))
+        session_obj = {**session_obj, "subscription": sub["id"]}
     stripe_api.on("GET", f"/v1/checkout/sessions/{session_obj['id']}", Reply(200, session_obj))
 
 
@@ -33,8 +38,8 @@ def test_completed_paid_session_makes_the_member_active(app, client, stripe_api)
     html = resp.get_data(as_text=True)
     assert resp.status_code == 200
     assert "you are a member" in html and 'http-equiv="refresh"' not in html
-    (req,) = stripe_api.calls("GET", "/v1/checkout/sessions/cs_1")
-    assert req.query.get("expand[0]") == "subscription"
+    assert len(stripe_api.calls("GET", "/v1/checkout/sessions/cs_1")) == 1
+    assert len(stripe_api.calls("GET", "/v1/subscriptions/sub_1")) == 1
     assert _status(app, acc) == MembershipStatus.ACTIVE
     with app.app_context():
         s = get_session()

@@ -29,6 +29,8 @@ class Reply:
     status: int = 200
     body: Any = field(default_factory=dict)
     delay: float = 0.0
+    # Stripe's clock for this answer (the Date header), as a Unix time; default: now.
+    date: int | None = None
 
 
 Responder = Callable[[Recorded], Reply]
@@ -65,7 +67,9 @@ class StripeStandIn:
                     time.sleep(reply.delay)
                 payload = json.dumps(reply.body).encode()
                 try:
-                    self.send_response(reply.status)
+                    self.log_request(reply.status)
+                    self.send_response_only(reply.status)
+                    self.send_header("Date", self.date_time_string(reply.date))
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(payload)))
                     self.send_header("Request-Id", "req_standin")
@@ -118,3 +122,20 @@ def stripe_error(status: int, type_: str, message: str, code: str | None = None)
     if code:
         err["code"] = code
     return Reply(status, {"error": err})
+
+
+class SubscriptionTruth:
+    """What Stripe currently says about subscriptions, served on GET /v1/subscriptions/{id}."""
+
+    def __init__(self, standin: StripeStandIn) -> None:
+        self.standin = standin
+        self.current: dict[str, tuple[dict, int | None]] = {}
+
+    def set(self, sub: dict, as_of: int | None = None) -> None:
+        self.current[sub["id"]] = (sub, as_of)
+        self.standin.on("GET", f"/v1/subscriptions/{sub['id']}", self._reply)
+
+    def _reply(self, rec: Recorded) -> Reply:
+        sub_id = rec.path.rsplit("/", 1)[1]
+        sub, as_of = self.current[sub_id]
+        return Reply(200, sub, date=as_of)

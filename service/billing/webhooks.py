@@ -1,0 +1,215 @@
+"""Stripe webhook handling: the source of membership truth (SPEC "Stripe rules").
+
+`receive` is the service function: it stores the event once and applies it in the same
+transaction. `handle` is a plain function of (session, gateway, event) with one case per type.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from ..db import get_session, utcnow
+from ..models import Account, AuditLog, StripeCustomer, StripeEvent
+from .gateway import BillingError, StripeGateway
+from .lifecycle import (
+    _get_or_create,
+    apply_subscription_event,
+    find_account_for,
+    fulfil_checkout_session,
+    link_customer,
+    recompute_membership,
+    sync_subscription,
+)
+from .runtime import get_gateway
+
+log = logging.getLogger("service.billing.webhooks")
+
+SUBSCRIPTION_EVENTS = {
+    "customer.subscription.created",
+    "customer.subscription.updated",
+    "customer.subscription.deleted",
+    "customer.subscription.paused",
+    "customer.subscription.resumed",
+}
+INVOICE_EVENTS = {"invoice.paid", "invoice.payment_succeeded", "invoice.payment_failed"}
+
+
+@dataclass
+class Outcome:
+    outcome: str  # applied | ignored | stale | unlinked | failed
+    account: Account | None = None
+    note: str | None = None
+
+
+@dataclass
+class Received:
+    duplicate: bool
+    outcome: str
+
+
+def _ts(value: int) -> datetime:
+    return datetime.fromtimestamp(int(value), tz=timezone.utc)
+
+
+def _customer_of(event_type: str, obj: dict[str, Any]) -> str | None:
+    if event_type.startswith("customer.") and not event_type.startswith("customer.subscription."):
+        return obj.get("id")
+    customer = obj.get("customer")
+    if isinstance(customer, dict):
+        return customer.get("id")
+    return customer
+
+
+def receive(event: dict[str, Any]) -> Received:
+    """Store the event once and apply it; both commit together or not at all.
+
+    A duplicate (same event id, also when it races us on another worker: the unique index makes
+    the second insert wait for the first commit) changes nothing.
+    """
+    session = get_session()
+    obj = event["data"]["object"]
+    row = StripeEvent(
+        stripe_id=event["id"],
+        type=event["type"],
+        api_version=event.get("api_version"),
+        stripe_created_at=_ts(event["created"]),
+        livemode=bool(event.get("livemode")),
+        object_id=obj.get("id"),
+        customer_stripe_id=_customer_of(event["type"], obj),
+        payload=event,
+        outcome="received",
+    )
+    session.add(row)
+    try:
+        session.flush()
+    except IntegrityError:
+        session.rollback()
+        return Received(duplicate=True, outcome="duplicate")
+    try:
+        result = handle(session, get_gateway(), event)
+    except BillingError as exc:
+        if exc.retryable:
+            session.rollback()
+            raise
+        # Stripe refused a read for good (e.g. the object is gone): keep the event for staff.
+        result = Outcome("failed", note=f"Stripe refused a read: {exc}")
+    row.outcome = result.outcome
+    row.note = result.note
+    if result.account is not None:
+        row.account_id = result.account.id
+    elif row.customer_stripe_id:
+        owner = session.scalar(
+            select(StripeCustomer.account_id).where(StripeCustomer.stripe_id == row.customer_stripe_id)
+        )
+        row.account_id = owner
+    session.commit()
+    return Received(duplicate=False, outcome=result.outcome)
+
+
+def handle(session: Session, gateway: StripeGateway, event: dict[str, Any]) -> Outcome:
+    obj: dict[str, Any] = event["data"]["object"]
+    created = _ts(event["created"])
+    match event["type"]:
+        case "checkout.session.completed" | "checkout.session.async_payment_succeeded":
+            # Fulfilment: the same function as the success page.
+            if obj.get("mode") != "subscription":
+                return Outcome("ignored", note="not a subscription checkout")
+            account = fulfil_checkout_session(session, gateway, obj)
+            return Outcome("applied" if account else "unlinked", account)
+        case t if t in SUBSCRIPTION_EVENTS:
+            # The object is the subscription at `created`; ordering rules live in lifecycle.
+            applied = apply_subscription_event(session, gateway, obj, created)
+            if applied.account is None:
+                return Outcome("unlinked", note="customer not yet linked to a member; kept for later")
+            return Outcome("stale" if applied.how == "stale" else "applied", applied.account)
+        case t if t in INVOICE_EVENTS:
+            # Renewals and failed payments. The invoice is not the subscription's state, so read
+            # the subscription from Stripe. Since 2025-03-31 the id lives under `parent`;
+            # older versions (and localstripe) put it on the invoice.
+            subscription_id = _invoice_subscription(obj)
+            if not subscription_id:
+                return Outcome("ignored", note="invoice without subscription")
+            applied = sync_subscription(session, gateway, subscription_id, _customer_of(t, obj))
+            return Outcome("applied" if applied.account else "unlinked", applied.account)
+        case "customer.updated":
+            return _customer_updated(session, obj, created)
+        case "customer.deleted":
+            customer = link_customer(session, obj["id"], None)
+            customer.deleted = True
+            account = session.get(Account, customer.account_id) if customer.account_id else None
+            if account is not None:
+                recompute_membership(session, account)
+            return Outcome("applied" if account else "unlinked", account)
+        case "charge.refunded":
+            account = find_account_for(session, customer_id=_customer_of("charge", obj))
+            amount = obj.get("amount_refunded") or 0
+            note = f"Refund of {_money(amount, obj.get('currency'))} on {obj.get('id')}"
+            return _flag(session, account, note)
+        case "charge.dispute.created":
+            # A dispute names the charge, not the customer: read the charge to find them.
+            charge_id = obj.get("charge")
+            customer_id = None
+            if isinstance(charge_id, str):
+                customer_id = _customer_of("charge", gateway.retrieve_charge(charge_id))
+            account = find_account_for(session, customer_id=customer_id)
+            note = (f"Dispute opened ({obj.get('reason') or 'no reason given'}) for "
+                    f"{_money(obj.get('amount') or 0, obj.get('currency'))} on {charge_id}")
+            return _flag(session, account, note)
+        case _:
+            return Outcome("ignored")
+
+
+def _invoice_subscription(invoice: dict[str, Any]) -> str | None:
+    parent = invoice.get("parent") or {}
+    details = parent.get("subscription_details") or {}
+    sub = details.get("subscription") or invoice.get("subscription")
+    if isinstance(sub, dict):
+        return sub.get("id")
+    return sub
+
+
+def _money(cents: int, currency: str | None) -> str:
+    symbol = "$" if (currency or "usd").lower() == "usd" else ""
+    suffix = "" if symbol else f" {(currency or '').upper()}"
+    return f"{symbol}{cents / 100:.2f}{suffix}"
+
+
+def _flag(session: Session, account: Account | None, note: str) -> Outcome:
+    """Refunds and disputes go on the timeline and are flagged for staff; access follows the
+    subscription's status, which their own subscription events change."""
+    if account is None:
+        return Outcome("unlinked", note=note)
+    membership = recompute_membership(session, account)
+    membership.flagged_at = utcnow()
+    membership.flag_reason = note
+    return Outcome("applied", account, note)
+
+
+def _customer_updated(session: Session, obj: dict[str, Any], created: datetime) -> Outcome:
+    customer = _get_or_create(session, StripeCustomer, {"stripe_id": obj["id"]}, {})
+    if customer.snapshot_at is not None and created < customer.snapshot_at:
+        return Outcome("stale", session.get(Account, customer.account_id) if customer.account_id else None)
+    customer.snapshot_at = created
+    email = (obj.get("email") or "").strip().lower() or None
+    customer.email = email
+    account = session.get(Account, customer.account_id) if customer.account_id else None
+    if account is None or not email or email == account.email:
+        return Outcome("applied" if account else "unlinked", account)
+    taken = session.scalar(select(func.count(Account.id)).where(Account.email == email, Account.id != account.id))
+    if taken:
+        note = f"Stripe email changed to {email}, which another account uses; account email kept"
+        membership = recompute_membership(session, account)
+        membership.flagged_at = utcnow()
+        membership.flag_reason = note
+        return Outcome("applied", account, note)
+    old = account.email
+    account.email = email
+    session.add(AuditLog(actor_id=None, actor_email="stripe", action="email_changed",
+                         target_account_id=account.id, details={"from": old, "to": email}))
+    return Outcome("applied", account, f"email changed from {old} to {email}")

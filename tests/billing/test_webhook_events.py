@@ -1,0 +1,274 @@
+"""Every event type of the spec, from payloads shaped like Stripe's API reference."""
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+
+import pytest
+from sqlalchemy import func, select
+
+from service.db import get_session
+from service.domain.membership import MembershipStatus
+from service.models import Account, AuditLog, StripeCustomer, StripeEvent, StripeSubscription
+
+from ..support.events import event, post_event
+from ..support.factories import make_account
+from ..support.stripe_objects import checkout_session, subscription
+from ..support.stripe_standin import Reply, SubscriptionTruth, stripe_error
+
+NOW = int(time.time())
+
+
+@pytest.fixture
+def truth(stripe_api):
+    return SubscriptionTruth(stripe_api)
+
+
+@pytest.fixture
+def member(app):
+    return make_account(app)
+
+
+def membership(app, account_id):
+    with app.app_context():
+        acc = get_session().get(Account, account_id)
+        m = acc.membership
+        get_session().expunge_all()
+        return m
+
+
+def events(app):
+    with app.app_context():
+        rows = get_session().scalars(select(StripeEvent).order_by(StripeEvent.id)).all()
+        get_session().expunge_all()
+        return rows
+
+
+def deliver(client, type_, obj, created=None, **kw):
+    resp = post_event(client, event(type_, obj, created=created if created is not None else NOW, **kw))
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    return resp.json
+
+
+def sub(member, status="active", **kw):
+    return subscription(id="sub_A", customer="cus_A", status=status, member_id=member, **kw)
+
+
+@pytest.mark.parametrize(
+    "stripe_status, expected, entitled",
+    [
+        ("incomplete", MembershipStatus.PENDING, False),
+        ("active", MembershipStatus.ACTIVE, True),
+        ("trialing", MembershipStatus.ACTIVE, True),
+        ("past_due", MembershipStatus.PAST_DUE, True),
+        ("paused", MembershipStatus.PAUSED, False),
+        ("unpaid", MembershipStatus.LAPSED, False),
+        ("canceled", MembershipStatus.CANCELED, False),
+        ("incomplete_expired", MembershipStatus.CANCELED, False),
+    ],
+)
+def test_subscription_status_maps_to_membership_state(app, client, member, stripe_status, expected, entitled):
+    deliver(client, "customer.subscription.updated", sub(member, stripe_status))
+    m = membership(app, member)
+    assert m.status == expected and m.entitled is entitled
+
+
+def test_subscription_created_links_by_metadata_and_reads_period_from_items(app, client, member):
+    end = NOW + 31 * 86400
+    body = deliver(client, "customer.subscription.created", sub(member, period_end=end))
+    assert body == {"received": True, "duplicate": False, "outcome": "applied"}
+    m = membership(app, member)
+    assert m.status == MembershipStatus.ACTIVE
+    assert m.paid_through == datetime.fromtimestamp(end, tz=timezone.utc)
+    assert m.stripe_subscription_id == "sub_A"
+    (evt,) = events(app)
+    assert evt.account_id == member and evt.type == "customer.subscription.created"
+
+
+def test_older_api_version_payload_reads_the_period_on_the_subscription(app, client, member):
+    end = NOW + 20 * 86400
+    legacy = sub(member, period_end=end, legacy=True)
+    assert "current_period_end" not in legacy["items"]["data"][0]
+    deliver(client, "customer.subscription.created", legacy, api_version="2024-06-20")
+    assert membership(app, member).paid_through == datetime.fromtimestamp(end, tz=timezone.utc)
+
+
+def test_cancel_at_period_end_stays_active_and_shows_ends_on(app, client, member):
+    from ..support.web import login
+
+    deliver(client, "customer.subscription.updated", sub(member, cancel_at_period_end=True))
+    m = membership(app, member)
+    assert m.status == MembershipStatus.ACTIVE and m.cancel_at_period_end and m.entitled
+    login(client, "reader@example.org", "a long test password")
+    assert "Ends on" in client.get("/account").get_data(as_text=True)
+
+
+def test_deleted_subscription_cancels(app, client, member):
+    deliver(client, "customer.subscription.created", sub(member), created=NOW - 10)
+    deliver(client, "customer.subscription.deleted", sub(member, "canceled"))
+    assert membership(app, member).status == MembershipStatus.CANCELED
+
+
+def test_paused_and_resumed(app, client, member):
+    deliver(client, "customer.subscription.paused", sub(member, "paused"), created=NOW - 10)
+    assert membership(app, member).status == MembershipStatus.PAUSED
+    deliver(client, "customer.subscription.resumed", sub(member, "active"))
+    assert membership(app, member).status == MembershipStatus.ACTIVE
+
+
+def test_checkout_session_completed_fulfils_through_the_shared_path(app, client, member, stripe_api, truth):
+    truth.set(sub(member))
+    cs = checkout_session(member_id=member, email="reader@example.org", customer="cus_A", subscription="sub_A")
+    assert deliver(client, "checkout.session.completed", cs)["outcome"] == "applied"
+    assert membership(app, member).status == MembershipStatus.ACTIVE
+    with app.app_context():
+        customer = get_session().scalars(select(StripeCustomer)).one()
+        assert customer.account_id == member
+
+
+def test_invoice_paid_reads_the_subscription_from_stripe(app, client, member, stripe_api, truth):
+    deliver(client, "customer.subscription.updated", sub(member, "past_due"), created=NOW - 100)
+    renewed_end = NOW + 30 * 86400
+    truth.set(sub(member, "active", period_end=renewed_end))
+    invoice = {
+        "id": "in_1", "object": "invoice", "customer": "cus_A", "status": "paid", "amount_paid": 500,
+        "currency": "usd",
+        # 2025-03-31.basil: the subscription moved under parent.subscription_details
+        "parent": {"type": "subscription_details", "subscription_details": {"subscription": "sub_A"}},
+        "lines": {"object": "list", "data": []},
+    }
+    deliver(client, "invoice.paid", invoice)
+    m = membership(app, member)
+    assert m.status == MembershipStatus.ACTIVE
+    assert m.paid_through == datetime.fromtimestamp(renewed_end, tz=timezone.utc)
+    assert len(stripe_api.calls("GET", "/v1/subscriptions/sub_A")) == 1
+
+
+def test_invoice_payment_succeeded_legacy_shape(app, client, member, truth):
+    truth.set(sub(member, "active"))
+    invoice = {"id": "in_2", "object": "invoice", "customer": "cus_A", "subscription": "sub_A", "paid": True}
+    deliver(client, "invoice.payment_succeeded", invoice, api_version="2017-08-15")
+    assert membership(app, member).status == MembershipStatus.ACTIVE
+
+
+def test_invoice_payment_failed_makes_past_due_still_entitled(app, client, member, truth):
+    deliver(client, "customer.subscription.created", sub(member), created=NOW - 100)
+    truth.set(sub(member, "past_due"))
+    invoice = {"id": "in_3", "object": "invoice", "customer": "cus_A", "attempt_count": 1,
+               "parent": {"type": "subscription_details", "subscription_details": {"subscription": "sub_A"}}}
+    deliver(client, "invoice.payment_failed", invoice)
+    m = membership(app, member)
+    assert m.status == MembershipStatus.PAST_DUE and m.entitled
+
+
+def test_customer_updated_changes_the_account_email(app, client, member):
+    deliver(client, "customer.subscription.created", sub(member))
+    deliver(client, "customer.updated", {"id": "cus_A", "object": "customer", "email": "New.Address@Example.org"})
+    with app.app_context():
+        acc = get_session().get(Account, member)
+        assert acc.email == "new.address@example.org"
+        log = get_session().scalars(select(AuditLog).where(AuditLog.action == "email_changed")).one()
+        assert log.details == {"from": "reader@example.org", "to": "new.address@example.org"}
+
+
+def test_customer_updated_to_an_email_of_another_account_is_flagged_not_applied(app, client, member):
+    make_account(app, email="taken@example.org", name="Other")
+    deliver(client, "customer.subscription.created", sub(member))
+    deliver(client, "customer.updated", {"id": "cus_A", "object": "customer", "email": "TAKEN@example.org"})
+    with app.app_context():
+        assert get_session().get(Account, member).email == "reader@example.org"
+    assert "another account" in membership(app, member).flag_reason
+
+
+def test_older_customer_updated_does_not_overwrite_a_newer_one(app, client, member):
+    deliver(client, "customer.subscription.created", sub(member))
+    deliver(client, "customer.updated", {"id": "cus_A", "object": "customer", "email": "newest@example.org"},
+            created=NOW + 5)
+    assert deliver(client, "customer.updated", {"id": "cus_A", "object": "customer", "email": "older@example.org"},
+                   created=NOW + 1)["outcome"] == "stale"
+    with app.app_context():
+        assert get_session().get(Account, member).email == "newest@example.org"
+
+
+def test_customer_deleted_cancels(app, client, member):
+    deliver(client, "customer.subscription.created", sub(member))
+    deliver(client, "customer.deleted", {"id": "cus_A", "object": "customer", "deleted": True})
+    assert membership(app, member).status == MembershipStatus.CANCELED
+
+
+def test_refund_goes_on_the_timeline_and_is_flagged_access_unchanged(app, client, member):
+    deliver(client, "customer.subscription.created", sub(member))
+    charge = {"id": "ch_1", "object": "charge", "customer": "cus_A", "amount": 500, "amount_refunded": 500,
+              "currency": "usd", "refunded": True}
+    deliver(client, "charge.refunded", charge)
+    m = membership(app, member)
+    assert m.status == MembershipStatus.ACTIVE
+    assert m.flagged_at is not None and m.flag_reason == "Refund of $5.00 on ch_1"
+    assert events(app)[-1].account_id == member
+
+
+def test_dispute_reads_the_charge_to_find_the_member_and_flags(app, client, member, stripe_api):
+    deliver(client, "customer.subscription.created", sub(member))
+    stripe_api.on("GET", "/v1/charges/ch_9", Reply(200, {"id": "ch_9", "object": "charge", "customer": "cus_A"}))
+    dispute = {"id": "dp_1", "object": "dispute", "charge": "ch_9", "amount": 500, "currency": "usd",
+               "reason": "fraudulent", "status": "needs_response"}
+    deliver(client, "charge.dispute.created", dispute)
+    m = membership(app, member)
+    assert m.flag_reason == "Dispute opened (fraudulent) for $5.00 on ch_9"
+    assert m.status == MembershipStatus.ACTIVE
+
+
+def test_ignored_types_answer_200_and_are_recorded(app, client):
+    body = deliver(client, "payment_intent.created", {"id": "pi_1", "object": "payment_intent"})
+    assert body["outcome"] == "ignored"
+    assert events(app)[0].outcome == "ignored"
+
+
+def test_duplicate_delivery_changes_nothing(app, client, member):
+    evt = event("customer.subscription.updated", sub(member))
+    first = post_event(client, evt)
+    # Stripe moved on, but a duplicate of the same event must not re-apply it.
+    with app.app_context():
+        m = get_session().get(Account, member).membership
+        m.status = MembershipStatus.CANCELED
+        get_session().commit()
+    second = post_event(client, evt)
+    assert first.json["duplicate"] is False and second.status_code == 200 and second.json["duplicate"] is True
+    assert len(events(app)) == 1
+    assert membership(app, member).status == MembershipStatus.CANCELED
+
+
+def test_event_for_an_unknown_customer_is_kept_and_applied_once_linked(app, client, member, truth):
+    orphan = subscription(id="sub_O", customer="cus_O", status="active")  # no metadata
+    assert deliver(client, "customer.subscription.created", orphan)["outcome"] == "unlinked"
+    assert membership(app, member).status == MembershipStatus.PENDING
+    truth.set(orphan)
+    cs = checkout_session(member_id=member, email="reader@example.org", customer="cus_O", subscription="sub_O")
+    deliver(client, "checkout.session.completed", cs)
+    assert membership(app, member).status == MembershipStatus.ACTIVE
+    assert all(e.account_id == member for e in events(app))
+
+
+def test_email_is_the_last_resort_link(app, client, member, truth):
+    orphan = subscription(id="sub_E", customer="cus_E", status="active")
+    truth.set(orphan)
+    cs = checkout_session(member_id=999999, email="READER@example.org", customer="cus_E", subscription="sub_E")
+    cs["client_reference_id"] = None
+    cs["metadata"] = {}
+    deliver(client, "checkout.session.completed", cs)
+    assert membership(app, member).status == MembershipStatus.ACTIVE
+
+
+def test_stripe_unreachable_on_a_read_answers_503_and_stores_nothing(app, client, member, stripe_api, truth):
+    stripe_api.on("GET", "/v1/subscriptions/sub_A", stripe_error(500, "api_error", "boom"))
+    cs = checkout_session(member_id=member, email="reader@example.org", customer="cus_A", subscription="sub_A")
+    evt = event("checkout.session.completed", cs)
+    resp = post_event(client, evt)
+    assert resp.status_code == 503 and resp.json["error"]["code"] == "unavailable"
+    assert events(app) == []
+    with app.app_context():
+        assert get_session().scalar(select(func.count(StripeSubscription.id))) == 0
+    # Stripe retries the same event later: now it applies.
+    truth.set(sub(member))
+    assert post_event(client, evt).json["outcome"] == "applied"
+    assert membership(app, member).status == MembershipStatus.ACTIVE
