@@ -65,9 +65,11 @@ def _redis_up() -> bool:
 
 @pytest.mark.skipif(not _redis_up(), reason="no Redis on 127.0.0.1:6379")
 def test_rate_limits_are_shared_through_redis(make_app):
-    prefix = f"test-{uuid.uuid4().hex}"
-    common = dict(RATELIMIT_STORAGE_URI="redis://127.0.0.1:6379/0", RATELIMIT_KEY_PREFIX=prefix,
-                  RATELIMIT_LOGIN="2 per minute")
+    import redis
+
+    db = uuid.uuid4().int % 15 + 1  # a scratch Redis database, emptied first
+    redis.Redis(host="127.0.0.1", port=6379, db=db).flushdb()
+    common = dict(RATELIMIT_STORAGE_URI=f"redis://127.0.0.1:6379/{db}", RATELIMIT_LOGIN="2 per minute")
     first, second = make_app(**common), make_app(**common)
     data = {"email": "reader@example.org", "password": "wrong password"}
     c1, c2 = first.test_client(), second.test_client()
