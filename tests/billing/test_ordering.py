@@ -1,0 +1,89 @@
+"""Order is not guaranteed: any permutation of a subscription's events, with duplicates, ends in
+the newest truth (property-based, on SQLite and PostgreSQL)."""
+from __future__ import annotations
+
+import itertools
+import time
+from datetime import datetime, timezone
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from service.db import get_session
+from service.domain.membership import membership_status_for_stripe
+from service.models import Account, StripeSubscription
+
+from ..support.events import event, post_event
+from ..support.factories import make_account
+from ..support.stripe_objects import subscription
+from ..support.stripe_standin import SubscriptionTruth
+
+# One step of a lifecycle: what the subscription says after a change.
+STEP = st.tuples(
+    st.sampled_from(["active", "past_due", "unpaid", "paused", "trialing", "active"]),
+    st.booleans(),                # cancel_at_period_end
+    st.integers(min_value=0, max_value=2),  # seconds since the previous change (0: same second)
+)
+
+_ids = itertools.count(1)
+
+
+@st.composite
+def lifecycles(draw):
+    """created incomplete, then changes, maybe ending canceled; then deliveries with duplicates."""
+    first = draw(st.sampled_from(["incomplete", "active", "trialing"]))
+    steps = draw(st.lists(STEP, min_size=1, max_size=6))
+    ends_canceled = draw(st.booleans())
+    base = int(time.time()) - 10_000
+    snapshots = [(first, False, base)]
+    t = base
+    for status, cancel_flag, gap in steps:
+        t += gap
+        snapshots.append((status, cancel_flag and status == "active", t))
+    if ends_canceled:
+        t += draw(st.integers(min_value=0, max_value=2))
+        snapshots.append(("canceled", False, t))
+    n = len(snapshots)
+    order = draw(st.permutations(range(n)))
+    dupes = draw(st.lists(st.integers(min_value=0, max_value=n - 1), max_size=4))
+    positions = [draw(st.integers(min_value=0, max_value=n + i)) for i in range(len(dupes))]
+    deliveries = list(order)
+    for d, pos in zip(dupes, positions):
+        deliveries.insert(pos, d)
+    return snapshots, deliveries
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=lifecycles())
+def test_any_permutation_with_duplicates_ends_in_the_newest_truth(app, client, stripe_api, case):
+    snapshots, deliveries = case
+    n = next(_ids)
+    member = make_account(app, email=f"order{n}@example.org")
+    sub_id, cus_id = f"sub_ORD{n}", f"cus_ORD{n}"
+    objects = []
+    for i, (status, cancel_flag, created) in enumerate(snapshots):
+        objects.append(subscription(id=sub_id, customer=cus_id, status=status, member_id=member,
+                                    cancel_at_period_end=cancel_flag, period_start=created,
+                                    period_end=created + 30 * 86400 + i))
+    events = []
+    for i, obj in enumerate(objects):
+        kind = "created" if i == 0 else ("deleted" if obj["status"] == "canceled" else "updated")
+        events.append(event(f"customer.subscription.{kind}", obj, created=snapshots[i][2]))
+    # Stripe's current truth is the newest snapshot, as of the newest change.
+    newest = objects[-1]
+    SubscriptionTruth(stripe_api).set(newest, as_of=snapshots[-1][2])
+
+    for idx in deliveries:
+        resp = post_event(client, events[idx])
+        assert resp.status_code == 200
+
+    with app.app_context():
+        session = get_session()
+        account = session.get(Account, member)
+        row = session.query(StripeSubscription).filter_by(stripe_id=sub_id).one()
+        assert row.status == newest["status"]
+        assert account.membership.status == membership_status_for_stripe(newest["status"])
+        end = newest["items"]["data"][0]["current_period_end"]
+        assert account.membership.paid_through == datetime.fromtimestamp(end, tz=timezone.utc)
+        assert account.membership.cancel_at_period_end == newest["cancel_at_period_end"]
+        session.close()
