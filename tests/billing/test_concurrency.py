@@ -1,0 +1,125 @@
+"""Two workers racing on one event, on PostgreSQL, through a real WSGI server."""
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+import requests
+from sqlalchemy import func, select
+
+from service.db import get_session
+from service.domain.membership import MembershipStatus
+from service.models import Account, AuditLog, StripeCustomer, StripeEvent, StripeSubscription
+
+from ..support.events import event, sign
+from ..support.factories import make_account
+from ..support.server import LiveServer
+from ..support.stripe_objects import checkout_session, subscription
+from ..support.stripe_standin import SubscriptionTruth
+
+
+@pytest.fixture
+def live(app, database_url):
+    if not database_url.startswith("postgresql"):
+        pytest.skip("concurrency tests run on PostgreSQL (SQLite serialises every writer)")
+    server = LiveServer(app)
+    yield server
+    server.stop()
+
+
+def _post_together(url: str, payloads: list[str]) -> list[requests.Response]:
+    barrier = threading.Barrier(len(payloads))
+    results: list[requests.Response | None] = [None] * len(payloads)
+
+    def worker(i: int, payload: str) -> None:
+        barrier.wait()
+        results[i] = requests.post(f"{url}/stripe/webhook", data=payload, timeout=30,
+                                   headers={"Content-Type": "application/json", "Stripe-Signature": sign(payload)})
+
+    threads = [threading.Thread(target=worker, args=(i, p)) for i, p in enumerate(payloads)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results  # type: ignore[return-value]
+
+
+def test_same_event_posted_concurrently_is_applied_once(app, live):
+    member = make_account(app)
+    client = app.test_client()
+    from ..support.events import post_event
+
+    post_event(client, event("customer.subscription.created",
+                             subscription(id="sub_C", customer="cus_C", status="active", member_id=member)))
+    payload = json.dumps(event("customer.updated", {"id": "cus_C", "object": "customer", "email": "moved@example.org"}))
+    responses = _post_together(live.url, [payload] * 8)
+    assert [r.status_code for r in responses] == [200] * 8
+    assert sorted(r.json()["duplicate"] for r in responses) == [False] + [True] * 7
+    with app.app_context():
+        s = get_session()
+        assert s.scalar(select(func.count(StripeEvent.id)).where(StripeEvent.type == "customer.updated")) == 1
+        assert s.scalar(select(func.count(AuditLog.id)).where(AuditLog.action == "email_changed")) == 1
+        assert s.get(Account, member).email == "moved@example.org"
+
+
+def test_checkout_completed_and_subscription_created_racing_make_one_customer_and_one_subscription(
+    app, live, stripe_api
+):
+    truth = SubscriptionTruth(stripe_api)
+    for round_ in range(8):
+        member = make_account(app, email=f"race{round_}@example.org")
+        sub_id, cus_id = f"sub_R{round_}", f"cus_R{round_}"
+        sub = subscription(id=sub_id, customer=cus_id, status="active", member_id=member)
+        truth.set(sub)
+        cs = checkout_session(member_id=member, email=f"race{round_}@example.org", customer=cus_id,
+                              subscription=sub_id)
+        payloads = [json.dumps(event("checkout.session.completed", cs)),
+                    json.dumps(event("customer.subscription.created", sub))]
+        responses = _post_together(live.url, payloads)
+        assert [r.status_code for r in responses] == [200, 200], [r.text for r in responses]
+        with app.app_context():
+            s = get_session()
+            assert s.scalar(select(func.count(StripeCustomer.id)).where(StripeCustomer.stripe_id == cus_id)) == 1
+            assert s.scalar(select(func.count(StripeSubscription.id))
+                            .where(StripeSubscription.stripe_id == sub_id)) == 1
+            customer = s.scalars(select(StripeCustomer).where(StripeCustomer.stripe_id == cus_id)).one()
+            assert customer.account_id == member
+            assert s.get(Account, member).membership.status == MembershipStatus.ACTIVE
+
+
+def test_success_page_and_webhook_racing_fulfil_once(app, live, stripe_api):
+    from ..support.stripe_standin import Reply
+
+    truth = SubscriptionTruth(stripe_api)
+    member = make_account(app)
+    sub = subscription(id="sub_S", customer="cus_S", status="active", member_id=member)
+    truth.set(sub)
+    cs = checkout_session(id="cs_S", member_id=member, email="reader@example.org", customer="cus_S",
+                          subscription="sub_S")
+    stripe_api.on("GET", "/v1/checkout/sessions/cs_S", Reply(200, cs))
+    payload = json.dumps(event("checkout.session.completed", cs))
+    barrier = threading.Barrier(2)
+    out: dict[str, int] = {}
+
+    def page() -> None:
+        barrier.wait()
+        out["page"] = requests.get(f"{live.url}/join/success?session_id=cs_S", timeout=30).status_code
+
+    def hook() -> None:
+        barrier.wait()
+        out["hook"] = requests.post(f"{live.url}/stripe/webhook", data=payload, timeout=30,
+                                    headers={"Content-Type": "application/json",
+                                             "Stripe-Signature": sign(payload)}).status_code
+
+    threads = [threading.Thread(target=page), threading.Thread(target=hook)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert out == {"page": 200, "hook": 200}
+    with app.app_context():
+        s = get_session()
+        assert s.scalar(select(func.count(StripeCustomer.id))) == 1
+        assert s.scalar(select(func.count(StripeSubscription.id))) == 1
+        assert s.get(Account, member).membership.status == MembershipStatus.ACTIVE
