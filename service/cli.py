@@ -52,6 +52,22 @@ def init_app(app: Flask) -> None:
 
     app.cli.add_command(staff_group)
 
+    stripe_group = AppGroup("stripe", help="Stripe maintenance.")
+
+    @stripe_group.command("reconcile")
+    def stripe_reconcile() -> None:
+        """Pull every subscription from Stripe and repair drift (missed webhooks)."""
+        from .billing.gateway import BillingError
+        from .billing.reconcile import reconcile
+
+        try:
+            report = reconcile(echo=click.echo)
+        except BillingError as exc:
+            raise click.ClickException(f"Stripe: {exc.detail}") from None
+        click.echo(f"checked {report.checked} subscriptions, changed {len(report.changes)}")
+
+    app.cli.add_command(stripe_group)
+
     @app.cli.command("demo")
     @click.option("--host", default="127.0.0.1", show_default=True)
     @click.option("--port", default=5000, show_default=True, type=int)

@@ -124,10 +124,11 @@ def runner(app):
     return app.test_cli_runner()
 
 
-@pytest.fixture(scope="session")
-def localstripe(tmp_path_factory):
+@pytest.fixture
+def localstripe(tmp_path):
+    """A fresh localstripe per test: its delayed webhooks must not reach another test's server."""
     from .support.localstripe import LocalStripe
 
-    ls = LocalStripe(str(tmp_path_factory.mktemp("localstripe") / "localstripe.log"))
+    ls = LocalStripe(str(tmp_path / "localstripe.log"))
     yield ls
     ls.stop()

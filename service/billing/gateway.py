@@ -23,10 +23,12 @@ log = logging.getLogger("service.billing")
 class BillingError(Exception):
     """Stripe could not do what we asked. `message` is safe to show a reader."""
 
-    def __init__(self, message: str, *, retryable: bool = True) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, retryable: bool = True, detail: str | None = None) -> None:
+        super().__init__(detail or message)
         self.message = message
         self.retryable = retryable
+        # What Stripe said, for logs and operators (never shown to readers).
+        self.detail = detail or message
 
 
 @dataclass(frozen=True)
@@ -57,16 +59,20 @@ class BillingGateway(Protocol):
 
 def _translate(exc: stripe.StripeError) -> BillingError:
     # Error classes: https://docs.stripe.com/api/errors/handling
+    detail = f"{type(exc).__name__}: {exc.user_message or exc}"
     if isinstance(exc, stripe.AuthenticationError):
-        log.error("Stripe rejected our API key: %s", exc.user_message or exc)
-        return BillingError("Payments are temporarily unavailable. Please try again later.", retryable=False)
+        log.error("Stripe rejected our API key: %s", detail)
+        return BillingError("Payments are temporarily unavailable. Please try again later.",
+                            retryable=False, detail=f"Stripe rejected the API key ({detail})")
     if isinstance(exc, stripe.InvalidRequestError):
-        log.error("Stripe rejected a request: %s", exc.user_message or exc)
-        return BillingError("We could not start the payment. Please try again later.", retryable=False)
+        log.error("Stripe rejected a request: %s", detail)
+        return BillingError("We could not start the payment. Please try again later.",
+                            retryable=False, detail=detail)
     if isinstance(exc, stripe.RateLimitError):
-        return BillingError("Payments are busy right now. Please try again in a minute.")
-    log.error("Stripe unavailable: %s: %s", type(exc).__name__, exc)
-    return BillingError("We could not reach our payment provider. Please try again in a few minutes.")
+        return BillingError("Payments are busy right now. Please try again in a minute.", detail=detail)
+    log.error("Stripe unavailable: %s", detail)
+    return BillingError("We could not reach our payment provider. Please try again in a few minutes.",
+                        detail=detail)
 
 
 class StripeGateway:

@@ -52,6 +52,9 @@ class Applied:
     how: str  # "applied" | "stale" | "refetched" | "unchanged"
     before: MembershipStatus | None = None
     after: MembershipStatus | None = None
+    # The subscription's (status, period end, cancel flag) before and after, for reports.
+    sub_before: tuple | None = None
+    sub_after: tuple | None = None
 
     @property
     def changed(self) -> bool:
@@ -213,15 +216,18 @@ def apply_listed_subscription(session: Session, obj: dict[str, Any], as_of: date
 def _apply_read(session: Session, row: StripeSubscription, obj: dict[str, Any], as_of: datetime,
                 account: Account | None) -> Applied:
     snap = snapshot_from_subscription(obj)
+    before = (row.status, row.current_period_end, row.cancel_at_period_end) if row.snapshot_at > EPOCH else None
     if as_of >= row.snapshot_at:
         # We read it after every event we hold was created (we hold the lock): at least as new.
-        before = (row.status, row.current_period_end, row.cancel_at_period_end)
         _copy_snapshot(row, snap, as_of)
         after = (row.status, row.current_period_end, row.cancel_at_period_end)
         how = "applied" if before != after else "unchanged"
     else:
+        after = before
         how = "stale"
-    return _finish(session, row, snap, how, account)
+    applied = _finish(session, row, snap, how, account)
+    applied.sub_before, applied.sub_after = before, after
+    return applied
 
 
 def _current_subscription(session: Session, account_id: int) -> StripeSubscription | None:

@@ -1,0 +1,66 @@
+"""`flask stripe reconcile`: repair drift left by missed webhooks.
+
+Walks every subscription in Stripe (paginated, `status=all`) and applies each as a read from
+the API, under the same row locks and ordering rules as the webhook. Safe at any time, again
+and again: a second run finds nothing to change.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..db import get_session
+from .lifecycle import Applied, apply_listed_subscription
+from .runtime import get_gateway
+
+
+@dataclass
+class Report:
+    checked: int = 0
+    changes: list[str] = field(default_factory=list)
+
+
+def _fmt(state: tuple | None) -> str:
+    if state is None:
+        return "unknown"
+    status, period_end, cancel = state
+    text = status
+    if period_end is not None:
+        text += f" through {period_end.date().isoformat()}"
+    if cancel:
+        text += " (cancels at period end)"
+    return text
+
+
+def _describe(obj_id: str, applied: Applied) -> str | None:
+    parts = []
+    if applied.how == "applied":
+        parts.append(f"subscription {_fmt(applied.sub_before)} -> {_fmt(applied.sub_after)}")
+    if applied.account is not None and applied.before != applied.after:
+        parts.append(f"membership {applied.before.value if applied.before else 'none'} -> {applied.after.value}")
+    if not parts:
+        return None
+    who = f"member {applied.account.id} <{applied.account.email}>" if applied.account else "no member linked"
+    return f"{obj_id} ({who}): " + "; ".join(parts)
+
+
+def reconcile(echo: Callable[[str], None] = print, page_size: int = 100) -> Report:
+    session = get_session()
+    gateway = get_gateway()
+    report = Report()
+    starting_after: str | None = None
+    while True:
+        page = gateway.list_subscriptions(starting_after=starting_after, limit=page_size)
+        data = page.obj.get("data") or []
+        for obj in data:
+            applied = apply_listed_subscription(session, obj, page.as_of)
+            session.commit()
+            report.checked += 1
+            line = _describe(obj["id"], applied)
+            if line:
+                report.changes.append(line)
+                echo(line)
+        if not page.obj.get("has_more") or not data:
+            break
+        starting_after = data[-1]["id"]
+    return report

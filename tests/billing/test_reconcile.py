@@ -1,0 +1,86 @@
+"""`flask stripe reconcile` repairs drift from lost webhooks, and a second run changes nothing."""
+from __future__ import annotations
+
+import time
+
+from service.db import get_session
+from service.domain.membership import MembershipStatus
+from service.models import Account
+
+from ..support.events import event, post_event
+from ..support.factories import make_account
+from ..support.stripe_objects import subscription
+from ..support.stripe_standin import Reply, stripe_error
+
+
+def _serve_list(stripe_api, subs, page_size=2, as_of=None):
+    def reply(rec):
+        start = 0
+        if rec.query.get("starting_after"):
+            start = [s["id"] for s in subs].index(rec.query["starting_after"]) + 1
+        page = subs[start:start + page_size]
+        return Reply(200, {"object": "list", "url": "/v1/subscriptions", "data": page,
+                           "has_more": start + page_size < len(subs)}, date=as_of)
+    stripe_api.on("GET", "/v1/subscriptions", reply)
+
+
+def _status(app, member):
+    with app.app_context():
+        return get_session().get(Account, member).membership.status
+
+
+def test_lost_webhook_is_repaired_and_second_run_changes_nothing(app, client, runner, stripe_api):
+    now = int(time.time())
+    a = make_account(app, email="a@example.org")
+    b = make_account(app, email="b@example.org")
+    c = make_account(app, email="c@example.org")
+    for m, sid in ((a, "sub_a"), (b, "sub_b"), (c, "sub_c")):
+        post_event(client, event("customer.subscription.created",
+                                 subscription(id=sid, customer=f"cus_{sid}", status="active", member_id=m),
+                                 created=now - 600))
+    # In Stripe, b's renewal failed and c canceled; both webhooks were lost.
+    truth = [
+        subscription(id="sub_a", customer="cus_sub_a", status="active", member_id=a),
+        subscription(id="sub_b", customer="cus_sub_b", status="past_due", member_id=b),
+        subscription(id="sub_c", customer="cus_sub_c", status="canceled", member_id=c),
+    ]
+    _serve_list(stripe_api, truth)
+
+    first = runner.invoke(args=["stripe", "reconcile"])
+    assert first.exit_code == 0, first.output
+    assert "sub_b (member %d <b@example.org>): subscription active" % b in first.output
+    assert "membership active -> past_due" in first.output
+    assert "membership active -> canceled" in first.output
+    assert "sub_a" not in first.output.replace("checked", "")
+    assert "checked 3 subscriptions" in first.output
+    assert (_status(app, a), _status(app, b), _status(app, c)) == (
+        MembershipStatus.ACTIVE, MembershipStatus.PAST_DUE, MembershipStatus.CANCELED)
+    # Paginated: two pages of two.
+    pages = stripe_api.calls("GET", "/v1/subscriptions")
+    assert [p.query.get("starting_after") for p in pages] == [None, "sub_b"]
+    assert pages[0].query["status"] == "all"
+
+    second = runner.invoke(args=["stripe", "reconcile"])
+    assert second.exit_code == 0
+    assert second.output.strip() == "checked 3 subscriptions, changed 0"
+
+
+def test_reconcile_never_overwrites_a_newer_webhook(app, client, runner, stripe_api):
+    now = int(time.time())
+    m = make_account(app)
+    post_event(client, event("customer.subscription.updated",
+                             subscription(id="sub_n", customer="cus_n", status="canceled", member_id=m),
+                             created=now))
+    # A list read that Stripe served before that change (an older Date) is not applied.
+    _serve_list(stripe_api, [subscription(id="sub_n", customer="cus_n", status="active", member_id=m)],
+                as_of=now - 60)
+    result = runner.invoke(args=["stripe", "reconcile"])
+    assert result.exit_code == 0 and "changed 0" in result.output
+    assert _status(app, m) == MembershipStatus.CANCELED
+
+
+def test_reconcile_reports_stripe_errors_clearly(runner, stripe_api):
+    stripe_api.on("GET", "/v1/subscriptions", stripe_error(401, "invalid_request_error", "Invalid API Key"))
+    result = runner.invoke(args=["stripe", "reconcile"])
+    assert result.exit_code == 1
+    assert "Error: Stripe: Stripe rejected the API key" in result.output
