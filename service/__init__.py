@@ -58,6 +58,7 @@ def register_extensions(app: Flask) -> None:
     from . import db, security
     from .billing.gateway import build_gateway
     from .extensions import csrf, limiter, login_manager
+    from .newsletter import runtime as newsletter_runtime
 
     db.init_app(app)
     csrf.init_app(app)
@@ -65,6 +66,7 @@ def register_extensions(app: Flask) -> None:
     limiter.init_app(app)
     security.init_app(app)
     app.extensions["billing_gateway"] = build_gateway(app.config)
+    newsletter_runtime.init_app(app)
 
     @login_manager.user_loader
     def _load(user_id: str):
@@ -77,11 +79,13 @@ def register_blueprints(app: Flask) -> None:
     from .billing import demo
     from .billing.routes import bp as billing_bp
     from .members.routes import bp as members_bp
+    from .newsletter.routes import bp as newsletter_bp
     from .ops.routes import bp as ops_bp
     from .staff.routes import bp as staff_bp
 
     app.register_blueprint(members_bp)
     app.register_blueprint(billing_bp)
+    app.register_blueprint(newsletter_bp)
     app.register_blueprint(staff_bp)
     app.register_blueprint(ops_bp)
     if app.config["DEMO_CHECKOUT"]:

@@ -68,6 +68,19 @@ def init_app(app: Flask) -> None:
 
     app.cli.add_command(stripe_group)
 
+    newsletter_group = AppGroup("newsletter", help="DAWNS Digest deliveries.")
+
+    @newsletter_group.command("sync")
+    @click.option("--watch", is_flag=True, help="Keep running, delivering changes as they fall due.")
+    @click.option("--batch", default=50, show_default=True, help="Rows claimed at a time.")
+    def newsletter_sync(watch: bool, batch: int) -> None:
+        """Deliver the enrollment changes that are due (retries with backoff)."""
+        from .newsletter.worker import run
+
+        run(watch=watch, batch=batch, echo=click.echo)
+
+    app.cli.add_command(newsletter_group)
+
     @app.cli.command("demo")
     @click.option("--host", default="127.0.0.1", show_default=True)
     @click.option("--port", default=5000, show_default=True, type=int)

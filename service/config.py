@@ -60,6 +60,16 @@ def from_environment(env_file: bool = True) -> dict[str, Any]:
         "MAILCHIMP_LIST_ID": env.get("MAILCHIMP_LIST_ID", ""),
         "MAILCHIMP_API_BASE": env.get("MAILCHIMP_API_BASE", ""),
         "NEWSLETTER_ON_LAPSE": env.get("NEWSLETTER_ON_LAPSE", "unsubscribe"),
+        "MAILCHIMP_WEBHOOK_SECRET": env.get("MAILCHIMP_WEBHOOK_SECRET", ""),
+        "NEWSLETTER_LOG_PATH": env.get("NEWSLETTER_LOG_PATH") or str(INSTANCE_DIR / "newsletter-log.jsonl"),
+        # Worker deliveries, and the best-effort delivery right after a change is committed.
+        "NEWSLETTER_TIMEOUT": float(env.get("NEWSLETTER_TIMEOUT", "10")),
+        "NEWSLETTER_INLINE_TIMEOUT": float(env.get("NEWSLETTER_INLINE_TIMEOUT", "2")),
+        "NEWSLETTER_MAX_ATTEMPTS": _int(env.get("NEWSLETTER_MAX_ATTEMPTS"), 8),
+        "NEWSLETTER_BACKOFF_BASE": float(env.get("NEWSLETTER_BACKOFF_BASE", "30")),
+        "NEWSLETTER_BACKOFF_MAX": float(env.get("NEWSLETTER_BACKOFF_MAX", "21600")),
+        "NEWSLETTER_LEASE_SECONDS": float(env.get("NEWSLETTER_LEASE_SECONDS", "120")),
+        "NEWSLETTER_POLL_SECONDS": float(env.get("NEWSLETTER_POLL_SECONDS", "2")),
         # Mail
         "MAIL_BACKEND": env.get("MAIL_BACKEND", "log"),
         "MAIL_FROM": env.get("MAIL_FROM", "DAWNS Membership <membership@localhost>"),

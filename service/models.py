@@ -68,8 +68,13 @@ class Membership(Base):
     comped_at: Mapped[datetime | None]
     flagged_at: Mapped[datetime | None]
     flag_reason: Mapped[str | None] = mapped_column(Text)
+    # DAWNS Digest. opt_in: the member's own choice (join box, account toggle, Mailchimp
+    # unsubscribe). desired: what we last asked the provider to hold. status/email/synced_at:
+    # what the provider confirmed it holds.
     newsletter_opt_in: Mapped[bool] = mapped_column(Boolean, default=True)
+    newsletter_desired: Mapped[str] = mapped_column(String(20), default="none", server_default="none")
     newsletter_status: Mapped[str] = mapped_column(String(20), default="not_subscribed")
+    newsletter_email: Mapped[str | None] = mapped_column(String(320))
     newsletter_synced_at: Mapped[datetime | None]
     status_changed_at: Mapped[datetime] = mapped_column(default=utcnow)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

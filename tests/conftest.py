@@ -95,11 +95,12 @@ TEST_CONFIG = {
 
 
 @pytest.fixture
-def make_app(database_url, stripe_api):
+def make_app(database_url, stripe_api, tmp_path):
     apps = []
 
     def factory(**overrides):
-        config = {**TEST_CONFIG, "DATABASE_URL": database_url, "STRIPE_API_BASE": stripe_api.url, **overrides}
+        config = {**TEST_CONFIG, "DATABASE_URL": database_url, "STRIPE_API_BASE": stripe_api.url,
+                  "NEWSLETTER_LOG_PATH": str(tmp_path / "newsletter-log.jsonl"), **overrides}
         app = create_app(config)
         apps.append(app)
         return app
@@ -132,3 +133,22 @@ def localstripe(tmp_path):
     ls = LocalStripe(str(tmp_path / "localstripe.log"))
     yield ls
     ls.stop()
+
+
+@pytest.fixture
+def mailchimp():
+    from .support.mailchimp_standin import MailchimpStandIn
+
+    standin = MailchimpStandIn()
+    yield standin
+    standin.stop()
+
+
+@pytest.fixture
+def mc_app(make_app, mailchimp):
+    """The app with the Mailchimp adapter pointed at the stand-in; retries due at once."""
+    return make_app(NEWSLETTER_PROVIDER="mailchimp", MAILCHIMP_API_KEY=mailchimp.api_key,
+                    MAILCHIMP_SERVER_PREFIX="us1", MAILCHIMP_LIST_ID=mailchimp.list_id,
+                    MAILCHIMP_API_BASE=mailchimp.base, NEWSLETTER_BACKOFF_BASE=0.0,
+                    NEWSLETTER_TIMEOUT=1.0, NEWSLETTER_INLINE_TIMEOUT=0.5,
+                    MAILCHIMP_WEBHOOK_SECRET="mc-hook-secret")

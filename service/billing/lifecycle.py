@@ -36,6 +36,7 @@ from ..domain.membership import (
     snapshot_from_subscription,
 )
 from ..models import Account, Membership, StripeCustomer, StripeEvent, StripeSubscription
+from ..newsletter.outbox import enqueue_if_changed
 from .gateway import StripeGateway
 
 log = logging.getLogger("service.billing")
@@ -276,6 +277,8 @@ def recompute_membership(session: Session, account: Account) -> Membership:
     elif comp_active:
         membership.paid_through = membership.comped_until
         membership.cancel_at_period_end = False
+    # DAWNS enrollment follows membership, in this same transaction (the outbox).
+    enqueue_if_changed(session, account, membership)
     return membership
 
 

@@ -26,6 +26,7 @@ from .lifecycle import (
     recompute_membership,
     sync_subscription,
 )
+from ..newsletter.outbox import enqueue_if_changed
 from .runtime import get_gateway
 
 log = logging.getLogger("service.billing.webhooks")
@@ -212,4 +213,7 @@ def _customer_updated(session: Session, obj: dict[str, Any], created: datetime) 
     account.email = email
     session.add(AuditLog(actor_id=None, actor_email="stripe", action="email_changed",
                          target_account_id=account.id, details={"from": old, "to": email}))
+    membership = recompute_membership(session, account)
+    if membership.newsletter_desired != "none":
+        enqueue_if_changed(session, account, membership, force=True)  # move the list member too
     return Outcome("applied", account, f"email changed from {old} to {email}")

@@ -1,0 +1,1 @@
+"""DAWNS Digest: the provider interface, its adapters, the outbox and its worker."""

@@ -1,0 +1,191 @@
+"""The enrollment outbox: changes are written in the transaction of the membership change that
+caused them, then delivered after the commit (best effort) and by `flask newsletter sync`."""
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from flask import current_app, g, has_request_context
+from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy.orm import Session, aliased
+
+from ..db import utcnow
+from ..domain.membership import is_entitled
+from ..domain.newsletter import Desired, next_desired
+from ..models import Account, Membership, NewsletterOutbox
+from .provider import Change, NewsletterProvider, ProviderError
+
+log = logging.getLogger("service.newsletter")
+
+PENDING, IN_FLIGHT, DELIVERED, FAILED, SUPERSEDED = "pending", "in_flight", "delivered", "failed", "superseded"
+
+
+def enqueue_if_changed(session: Session, account: Account, membership: Membership, *,
+                       force: bool = False, confirm: bool = False) -> NewsletterOutbox | None:
+    """Write the new desired state to the outbox if it moved (or `force`, e.g. an email change)."""
+    current = Desired(membership.newsletter_desired or Desired.NONE)
+    desired = next_desired(current, entitled=is_entitled(membership.status), opted_in=membership.newsletter_opt_in,
+                           on_lapse=current_app.config["NEWSLETTER_ON_LAPSE"])
+    if desired == current and not force:
+        return None
+    if desired == Desired.NONE:
+        return None
+    now = utcnow()
+    # A newer desired state supersedes older ones not yet delivered (and abandoned claims).
+    session.execute(
+        update(NewsletterOutbox)
+        .where(NewsletterOutbox.account_id == account.id,
+               or_(NewsletterOutbox.status == PENDING,
+                   and_(NewsletterOutbox.status == IN_FLIGHT, NewsletterOutbox.claimed_until < now)))
+        .values(status=SUPERSEDED)
+    )
+    membership.newsletter_desired = desired.value
+    row = NewsletterOutbox(account_id=account.id, action=desired.value, email=account.email,
+                           payload={"name": account.name, "confirm": confirm}, status=PENDING,
+                           next_attempt_at=now)
+    session.add(row)
+    if has_request_context():
+        g.setdefault("newsletter_due", set()).add(account.id)
+    return row
+
+
+# --- delivery ---------------------------------------------------------------------------------
+
+@dataclass
+class SyncReport:
+    delivered: int = 0
+    retried: int = 0
+    failed: int = 0
+
+
+def _claimable(now: datetime, account_id: int | None = None):
+    other = aliased(NewsletterOutbox)
+    busy = exists().where(other.account_id == NewsletterOutbox.account_id, other.id != NewsletterOutbox.id,
+                          other.status == IN_FLIGHT, other.claimed_until >= now)
+    older = exists().where(other.account_id == NewsletterOutbox.account_id, other.id < NewsletterOutbox.id,
+                           other.status == PENDING)
+    cond = and_(
+        or_(and_(NewsletterOutbox.status == PENDING, NewsletterOutbox.next_attempt_at <= now),
+            and_(NewsletterOutbox.status == IN_FLIGHT, NewsletterOutbox.claimed_until < now)),
+        ~busy, ~older,
+    )
+    if account_id is not None:
+        cond = and_(cond, NewsletterOutbox.account_id == account_id)
+    return cond
+
+
+def claim(session: Session, limit: int, lease: float, account_id: int | None = None,
+          exclude: set[int] | frozenset[int] = frozenset()) -> list[int]:
+    """Claim due rows for this worker. On PostgreSQL, rows another worker holds are skipped
+    (`FOR UPDATE SKIP LOCKED`), so two workers never send the same row at once."""
+    now = utcnow()
+    cond = _claimable(now, account_id)
+    if exclude:
+        cond = and_(cond, NewsletterOutbox.id.not_in(exclude))
+    stmt = select(NewsletterOutbox).where(cond).order_by(NewsletterOutbox.id).limit(limit)
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    rows = session.scalars(stmt).all()
+    claimed: list[int] = []
+    seen_accounts: set[int] = set()
+    for row in rows:
+        if row.account_id in seen_accounts:
+            continue  # one change per member at a time: they are applied in order
+        seen_accounts.add(row.account_id)
+        row.status = IN_FLIGHT
+        row.claimed_until = now + timedelta(seconds=lease)
+        claimed.append(row.id)
+    session.commit()
+    return claimed
+
+
+def _backoff(attempts: int, retry_after: float | None) -> float:
+    cfg = current_app.config
+    delay = min(cfg["NEWSLETTER_BACKOFF_MAX"], cfg["NEWSLETTER_BACKOFF_BASE"] * 2 ** max(attempts - 1, 0))
+    delay = random.uniform(delay / 2, delay)  # jitter: workers do not retry in lockstep
+    return max(delay, retry_after or 0.0)
+
+
+def deliver(session: Session, provider: NewsletterProvider, row_id: int, report: SyncReport) -> None:
+    row = session.get(NewsletterOutbox, row_id)
+    if row is None or row.status != IN_FLIGHT:
+        session.rollback()
+        return
+    account = session.get(Account, row.account_id)
+    membership = account.membership if account else None
+    if account is None or membership is None:
+        row.status = FAILED
+        row.last_error = "member no longer exists"
+        session.commit()
+        return
+    change = Change(desired=Desired(row.action), email=row.email, known_email=membership.newsletter_email,
+                    name=row.payload.get("name", account.name), confirm_if_needed=bool(row.payload.get("confirm")))
+    row.attempts += 1
+    # The call happens outside any open transaction: no lock is held across the network.
+    session.commit()
+    try:
+        result = provider.apply(change)
+    except ProviderError as exc:
+        _failed(session, row, exc, report)
+        return
+    now = utcnow()
+    row.status = DELIVERED
+    row.delivered_at = now
+    row.claimed_until = None
+    row.last_error = result.note
+    membership.newsletter_status = result.status
+    membership.newsletter_email = None if result.status == "archived" else result.email
+    membership.newsletter_synced_at = now
+    if result.opted_out:
+        # They unsubscribed in Mailchimp: remember their choice, never re-subscribe them.
+        membership.newsletter_opt_in = False
+        membership.newsletter_desired = Desired.UNSUBSCRIBED.value
+    session.commit()
+    report.delivered += 1
+
+
+def _failed(session: Session, row: NewsletterOutbox, exc: ProviderError, report: SyncReport) -> None:
+    cfg = current_app.config
+    row.last_error = str(exc)
+    row.claimed_until = None
+    newer = session.scalar(select(NewsletterOutbox.id).where(
+        NewsletterOutbox.account_id == row.account_id, NewsletterOutbox.id > row.id,
+        NewsletterOutbox.status.in_([PENDING, IN_FLIGHT])).limit(1))
+    if newer is not None:
+        row.status = SUPERSEDED
+    elif exc.retryable and row.attempts < cfg["NEWSLETTER_MAX_ATTEMPTS"]:
+        row.status = PENDING
+        row.next_attempt_at = utcnow() + timedelta(seconds=_backoff(row.attempts, exc.retry_after))
+        report.retried += 1
+    else:
+        row.status = FAILED  # shown to staff, who can retry it
+        report.failed += 1
+        log.error("newsletter change %s for member %s failed: %s", row.id, row.account_id, exc)
+    session.commit()
+
+
+def sync_once(session: Session, provider: NewsletterProvider, *, batch: int = 50,
+              account_id: int | None = None) -> SyncReport:
+    """Deliver what is due now: one attempt per row in this pass (retries wait for the next)."""
+    report = SyncReport()
+    lease = current_app.config["NEWSLETTER_LEASE_SECONDS"]
+    attempted: set[int] = set()
+    while True:
+        ids = claim(session, batch, lease, account_id, attempted)
+        if not ids:
+            return report
+        for row_id in ids:
+            attempted.add(row_id)
+            deliver(session, provider, row_id, report)
+
+
+def retry_failed(session: Session, row_id: int) -> bool:
+    row = session.get(NewsletterOutbox, row_id)
+    if row is None or row.status != FAILED:
+        return False
+    row.status = PENDING
+    row.attempts = 0
+    row.next_attempt_at = utcnow()
+    return True
