@@ -69,10 +69,19 @@ def register_extensions(app: Flask) -> None:
     newsletter_runtime.init_app(app)
 
     @login_manager.user_loader
-    def _load(user_id: str):
-        from .members.services import get_account
+    def _load(session_id: str):
+        import hmac
 
-        return get_account(int(user_id)) if user_id.isdigit() else None
+        from .members.services import get_account
+        from .models import session_fingerprint
+
+        account_id, _, fingerprint = session_id.partition(":")
+        if not account_id.isdigit() or not fingerprint:
+            return None
+        account = get_account(int(account_id))
+        if account is None or not hmac.compare_digest(fingerprint, session_fingerprint(account)):
+            return None  # password or role changed since this session began
+        return account
 
 
 def register_blueprints(app: Flask) -> None:

@@ -39,15 +39,22 @@ def init_app(app: Flask) -> None:
     @click.argument("email")
     @click.option("--role", type=click.Choice(["staff", "admin"]), default="staff", show_default=True)
     @click.option("--name", default="", help="Display name (default: the part before @).")
-    def staff_create(email: str, role: str, name: str) -> None:
+    @click.option("--promote", is_flag=True, help="Allow turning an existing reader account into staff.")
+    def staff_create(email: str, role: str, name: str, promote: bool) -> None:
         """Create a staff account, or reset its password and role. Password from stdin or prompt."""
         from .members.forms import MIN_PASSWORD
-        from .members.services import create_staff
+        from .members.services import NotStaff, create_staff
 
         password = _read_password()
         if len(password) < MIN_PASSWORD:
             raise click.UsageError(f"the password needs at least {MIN_PASSWORD} characters")
-        account = create_staff(email, name or email.split("@")[0], password, Role(role))
+        try:
+            account = create_staff(email, name or email.split("@")[0], password, Role(role), promote=promote)
+        except NotStaff:
+            raise click.ClickException(
+                f"{email} is a reader account (anyone can register an address). Check who owns it, "
+                "then run again with --promote; its password is reset and its sessions end."
+            ) from None
         click.echo(f"{account.role.value} account {account.email} (id {account.id}) ready")
 
     app.cli.add_command(staff_group)

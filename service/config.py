@@ -84,6 +84,7 @@ def from_environment(env_file: bool = True) -> dict[str, Any]:
         "RATELIMIT_LOGIN": env.get("RATELIMIT_LOGIN", "10 per minute"),
         "RATELIMIT_JOIN": env.get("RATELIMIT_JOIN", "10 per hour"),
         "RATELIMIT_RESET": env.get("RATELIMIT_RESET", "5 per hour"),
+        "RATELIMIT_SUCCESS": env.get("RATELIMIT_SUCCESS", "30 per minute"),
         "PASSWORD_RESET_MAX_AGE": _int(env.get("PASSWORD_RESET_MAX_AGE"), 3600),
         "SESSION_COOKIE_SECURE": public_base_url.startswith("https://"),
         "REMEMBER_COOKIE_SECURE": public_base_url.startswith("https://"),

@@ -4,12 +4,22 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import hashlib
+import hmac
+
+from flask import current_app
 from flask_login import UserMixin
 from sqlalchemy import JSON, Boolean, Enum, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .db import Base, utcnow
 from .domain.membership import MembershipStatus, Role, is_entitled
+
+
+def session_fingerprint(account: "Account") -> str:
+    key = current_app.config["SECRET_KEY"].encode()
+    material = f"{account.password_hash}|{account.role.value if account.role else ''}".encode()
+    return hmac.new(key, material, hashlib.sha256).hexdigest()[:24]
 
 
 def _enum(cls: type, name: str) -> Enum:
@@ -40,6 +50,11 @@ class Account(UserMixin, Base):
     last_login_at: Mapped[datetime | None]
 
     membership: Mapped[Membership | None] = relationship(back_populates="account", uselist=False)
+
+    def get_id(self) -> str:
+        """The session remembers the id and a fingerprint of the password and role, so that a
+        password reset or a role change ends every other session of this account."""
+        return f"{self.id}:{session_fingerprint(self)}"
 
     @property
     def is_staff(self) -> bool:
@@ -120,6 +135,8 @@ class StripeSubscription(Base):
     cancel_at: Mapped[datetime | None]
     canceled_at: Mapped[datetime | None]
     ended_at: Mapped[datetime | None]
+    # Stripe's `created` of the subscription: the newest one decides among the non-entitling.
+    stripe_created_at: Mapped[datetime | None]
     # The moment of the truth this row reflects: an older snapshot never overwrites it.
     snapshot_at: Mapped[datetime]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -90,6 +90,7 @@ TEST_CONFIG = {
     "RATELIMIT_LOGIN": "1000 per minute",
     "RATELIMIT_JOIN": "1000 per minute",
     "RATELIMIT_RESET": "1000 per minute",
+    "RATELIMIT_SUCCESS": "1000 per minute",
     "RATELIMIT_STORAGE_URI": "memory://",
 }
 

@@ -38,3 +38,29 @@ def test_staff_create_refuses_a_short_password(app, runner):
     assert result.exit_code != 0 and "at least 10 characters" in result.output
     with app.app_context():
         assert find_by_email("e@example.org") is None
+
+
+def _reader_session(app, email="reader@example.org"):
+    from .support.factories import PASSWORD, make_account
+    from .support.web import login
+
+    make_account(app, email=email)
+    client = app.test_client()
+    login(client, email, PASSWORD)
+    assert client.get("/account").status_code == 200
+    return client
+
+
+def test_promoting_a_reader_needs_promote_and_ends_their_sessions(app, runner):
+    client = _reader_session(app, "new.editor@example.org")
+    refused = runner.invoke(args=["staff", "create", "new.editor@example.org", "--role", "admin"],
+                            input="a strong staff password\n")
+    assert refused.exit_code != 0 and "--promote" in refused.output
+    with app.app_context():
+        assert find_by_email("new.editor@example.org").role == Role.MEMBER
+    assert client.get("/staff").status_code == 403
+    done = runner.invoke(args=["staff", "create", "new.editor@example.org", "--role", "admin", "--promote"],
+                         input="a strong staff password\n")
+    assert done.exit_code == 0, done.output
+    # The session that existed before the promotion is over: it cannot reach the staff pages.
+    assert client.get("/staff").status_code == 302

@@ -60,14 +60,16 @@ class BillingGateway(Protocol):
 def _translate(exc: stripe.StripeError) -> BillingError:
     # Error classes: https://docs.stripe.com/api/errors/handling
     detail = f"{type(exc).__name__}: {exc.user_message or exc}"
-    if isinstance(exc, stripe.AuthenticationError):
+    if isinstance(exc, (stripe.AuthenticationError, stripe.PermissionError)):
+        # Our configuration is wrong (e.g. a rotated key): fixable, so callers should retry later.
         log.error("Stripe rejected our API key: %s", detail)
         return BillingError("Payments are temporarily unavailable. Please try again later.",
-                            retryable=False, detail=f"Stripe rejected the API key ({detail})")
+                            retryable=True, detail=f"Stripe rejected the API key ({detail})")
     if isinstance(exc, stripe.InvalidRequestError):
         log.error("Stripe rejected a request: %s", detail)
+        # Only a missing object is final; other refusals may be ours to fix, so retry.
         return BillingError("We could not start the payment. Please try again later.",
-                            retryable=False, detail=detail)
+                            retryable=exc.code != "resource_missing", detail=detail)
     if isinstance(exc, stripe.RateLimitError):
         return BillingError("Payments are busy right now. Please try again in a minute.", detail=detail)
     log.error("Stripe unavailable: %s", detail)

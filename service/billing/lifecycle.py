@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from flask import current_app
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -126,11 +127,16 @@ def link_customer(
     if account is not None and customer.account_id is None:
         customer.account_id = account.id
         # Events and subscriptions for this customer that came before the link are not lost.
-        session.execute(
-            update(StripeSubscription)
-            .where(StripeSubscription.customer_stripe_id == customer_id, StripeSubscription.account_id.is_(None))
-            .values(account_id=account.id)
-        )
+        # Rows another worker holds are skipped (it links them itself), keeping the lock order
+        # subscription -> customer and so no deadlock.
+        orphans = select(StripeSubscription.id).where(
+            StripeSubscription.customer_stripe_id == customer_id, StripeSubscription.account_id.is_(None)
+        ).with_for_update(skip_locked=True)
+        orphan_ids = session.scalars(orphans).all()
+        if orphan_ids:
+            session.execute(
+                update(StripeSubscription).where(StripeSubscription.id.in_(orphan_ids)).values(account_id=account.id)
+            )
         session.execute(
             update(StripeEvent)
             .where(StripeEvent.customer_stripe_id == customer_id, StripeEvent.account_id.is_(None))
@@ -157,6 +163,7 @@ def _copy_snapshot(row: StripeSubscription, snap: SubscriptionSnapshot, snapshot
     row.cancel_at = snap.cancel_at
     row.canceled_at = snap.canceled_at
     row.ended_at = snap.ended_at
+    row.stripe_created_at = snap.created_at
     row.snapshot_at = snapshot_at
 
 
@@ -188,7 +195,7 @@ def apply_subscription_event(
     elif created == row.snapshot_at:
         fetched = gateway.retrieve_subscription(snap.id)
         snap = snapshot_from_subscription(fetched.obj)
-        _copy_snapshot(row, snap, max(fetched.as_of, row.snapshot_at))
+        _copy_snapshot(row, snap, max(row.snapshot_at, fetched.as_of - timedelta(seconds=1)))
         how = "refetched"
     else:
         log.info("subscription %s: event of %s is older than the stored snapshot of %s; ignored",
@@ -207,42 +214,51 @@ def sync_subscription(
     return _apply_read(session, row, fetched.obj, fetched.as_of, account)
 
 
-def apply_listed_subscription(session: Session, obj: dict[str, Any], as_of: datetime) -> Applied:
-    """A subscription read from a list call at `as_of` (reconcile)."""
+def listed_differs(session: Session, obj: dict[str, Any]) -> bool:
+    """Reconcile's drift check: does a listed subscription differ from what we hold?
+
+    A list page is read without our lock, so it is only used to spot drift; the repair reads
+    the subscription again under the lock (`sync_subscription`)."""
     snap = snapshot_from_subscription(obj)
-    row = _lock_subscription(session, snap.id, snap.customer_id)
-    return _apply_read(session, row, obj, as_of, None)
+    row = session.scalars(select(StripeSubscription).where(StripeSubscription.stripe_id == snap.id)).first()
+    if row is None or row.snapshot_at == EPOCH:
+        return True
+    return (row.status, row.current_period_end, row.cancel_at_period_end, row.cancel_at) != (
+        snap.status, snap.current_period_end, snap.cancel_at_period_end, snap.cancel_at)
 
 
 def _apply_read(session: Session, row: StripeSubscription, obj: dict[str, Any], as_of: datetime,
                 account: Account | None) -> Applied:
+    """A read made while holding the row lock: it is newer than every event we have applied.
+
+    Stamped one second before Stripe's `Date` (the header is written after the read and has
+    second precision), so an event from that second is treated as a tie and re-read."""
     snap = snapshot_from_subscription(obj)
     before = (row.status, row.current_period_end, row.cancel_at_period_end) if row.snapshot_at > EPOCH else None
-    if as_of >= row.snapshot_at:
-        # We read it after every event we hold was created (we hold the lock): at least as new.
-        _copy_snapshot(row, snap, as_of)
-        after = (row.status, row.current_period_end, row.cancel_at_period_end)
-        how = "applied" if before != after else "unchanged"
-    else:
-        after = before
-        how = "stale"
-    applied = _finish(session, row, snap, how, account)
+    _copy_snapshot(row, snap, max(row.snapshot_at, as_of - timedelta(seconds=1)))
+    after = (row.status, row.current_period_end, row.cancel_at_period_end)
+    applied = _finish(session, row, snap, "applied" if before != after else "unchanged", account)
     applied.sub_before, applied.sub_after = before, after
     return applied
 
 
 def _current_subscription(session: Session, account_id: int) -> StripeSubscription | None:
-    """The subscription that decides the membership: an entitling one first, else the newest."""
-    subs = session.scalars(
-        select(StripeSubscription).where(
-            StripeSubscription.account_id == account_id, StripeSubscription.snapshot_at > EPOCH
-        )
-    ).all()
+    """The membership subscription that decides: an entitling one first, else the newest started.
+
+    Only subscriptions to the membership price count (the customer may buy other things)."""
+    stmt = select(StripeSubscription).where(
+        StripeSubscription.account_id == account_id, StripeSubscription.snapshot_at > EPOCH
+    )
+    price = current_app.config.get("STRIPE_PRICE_ID")
+    if price:
+        stmt = stmt.where(StripeSubscription.price_id == price)
+    subs = session.scalars(stmt).all()
     if not subs:
         return None
 
-    def rank(s: StripeSubscription) -> tuple[int, datetime]:
-        return (1 if is_entitled(membership_status_for_stripe(s.status)) else 0, s.snapshot_at)
+    def rank(s: StripeSubscription) -> tuple[int, datetime, int]:
+        entitled = 1 if is_entitled(membership_status_for_stripe(s.status)) else 0
+        return (entitled, s.stripe_created_at or EPOCH, s.id)
 
     return max(subs, key=rank)
 
@@ -272,8 +288,10 @@ def recompute_membership(session: Session, account: Account) -> Membership:
         membership.status_changed_at = utcnow()
     if sub is not None and new_status != MembershipStatus.COMPED:
         membership.stripe_subscription_id = sub.stripe_id
-        membership.paid_through = sub.current_period_end
-        membership.cancel_at_period_end = sub.cancel_at_period_end and not customer_deleted
+        ends = sub.cancel_at_period_end or sub.cancel_at is not None
+        membership.paid_through = min(d for d in (sub.current_period_end, sub.cancel_at) if d) \
+            if (sub.current_period_end or sub.cancel_at) else None
+        membership.cancel_at_period_end = ends and not customer_deleted
     elif comp_active:
         membership.paid_through = membership.comped_until
         membership.cancel_at_period_end = False

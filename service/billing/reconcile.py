@@ -1,8 +1,8 @@
 """`flask stripe reconcile`: repair drift left by missed webhooks.
 
-Walks every subscription in Stripe (paginated, `status=all`) and applies each as a read from
-the API, under the same row locks and ordering rules as the webhook. Safe at any time, again
-and again: a second run finds nothing to change.
+Walks every subscription in Stripe (paginated, `status=all`); where one differs from what we
+hold, reads it again under the row lock and applies it, exactly like the webhook's reads. Safe
+at any time, again and again: a second run finds nothing to change.
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..db import get_session
-from .lifecycle import Applied, apply_listed_subscription
+from .lifecycle import Applied, listed_differs, sync_subscription
 from .runtime import get_gateway
 
 
@@ -53,9 +53,15 @@ def reconcile(echo: Callable[[str], None] = print, page_size: int = 100) -> Repo
         page = gateway.list_subscriptions(starting_after=starting_after, limit=page_size)
         data = page.obj.get("data") or []
         for obj in data:
-            applied = apply_listed_subscription(session, obj, page.as_of)
-            session.commit()
             report.checked += 1
+            if not listed_differs(session, obj):
+                session.rollback()
+                continue
+            # Drift: read it again under the row lock and apply that (never the list page).
+            customer = obj.get("customer")
+            applied = sync_subscription(session, gateway, obj["id"],
+                                        customer.get("id") if isinstance(customer, dict) else customer)
+            session.commit()
             line = _describe(obj["id"], applied)
             if line:
                 report.changes.append(line)

@@ -46,6 +46,7 @@ class Outcome:
     outcome: str  # applied | ignored | stale | unlinked | failed
     account: Account | None = None
     note: str | None = None
+    customer_id: str | None = None  # when the handler found it elsewhere (a dispute's charge)
 
 
 @dataclass
@@ -59,7 +60,7 @@ def _ts(value: int) -> datetime:
 
 
 def _customer_of(event_type: str, obj: dict[str, Any]) -> str | None:
-    if event_type.startswith("customer.") and not event_type.startswith("customer.subscription."):
+    if event_type in ("customer.created", "customer.updated", "customer.deleted"):
         return obj.get("id")
     customer = obj.get("customer")
     if isinstance(customer, dict):
@@ -92,14 +93,19 @@ def receive(event: dict[str, Any]) -> Received:
     except IntegrityError:
         session.rollback()
         return Received(duplicate=True, outcome="duplicate")
+    savepoint = session.begin_nested()
     try:
         result = handle(session, get_gateway(), event)
+        savepoint.commit()
     except BillingError as exc:
         if exc.retryable:
             session.rollback()
             raise
-        # Stripe refused a read for good (e.g. the object is gone): keep the event for staff.
-        result = Outcome("failed", note=f"Stripe refused a read: {exc}")
+        # Stripe says the object is gone for good: keep the event for staff, drop partial work.
+        savepoint.rollback()
+        result = Outcome("failed", note=f"Stripe refused a read: {exc.detail}")
+    if result.customer_id and not row.customer_stripe_id:
+        row.customer_stripe_id = result.customer_id
     row.outcome = result.outcome
     row.note = result.note
     if result.account is not None:
@@ -161,7 +167,9 @@ def handle(session: Session, gateway: StripeGateway, event: dict[str, Any]) -> O
             account = find_account_for(session, customer_id=customer_id)
             note = (f"Dispute opened ({obj.get('reason') or 'no reason given'}) for "
                     f"{_money(obj.get('amount') or 0, obj.get('currency'))} on {charge_id}")
-            return _flag(session, account, note)
+            outcome = _flag(session, account, note)
+            outcome.customer_id = customer_id
+            return outcome
         case _:
             return Outcome("ignored")
 

@@ -88,6 +88,7 @@ class SubscriptionSnapshot:
     ended_at: datetime | None
     price_id: str | None
     member_id: int | None
+    created_at: datetime | None = None
 
     @property
     def membership_status(self) -> MembershipStatus:
@@ -125,6 +126,7 @@ def snapshot_from_subscription(obj: Mapping[str, Any]) -> SubscriptionSnapshot:
         ended_at=_ts(obj.get("ended_at")),
         price_id=price_id,
         member_id=member_id,
+        created_at=_ts(obj.get("created")),
     )
 
 

@@ -61,16 +61,22 @@ def checkout_again():
     if not ActionForm().validate_on_submit():
         abort(400)
     membership = current_user.membership
-    if membership is not None and membership.entitled and membership.status != MembershipStatus.COMPED:
-        flash("Your membership is already active.", "info")
+    if membership is not None and membership.status not in (
+        MembershipStatus.PENDING, MembershipStatus.CANCELED, MembershipStatus.COMPED
+    ):
+        # Active, past due, paused or lapsed: the subscription still exists; a second one
+        # would charge twice. Those are settled in "Manage billing".
+        flash("You already have a subscription: use \"Manage billing\" to update it.", "info")
         return redirect(url_for("members.account"), code=303)
     return _to_checkout(current_user)
 
 
 @bp.get("/join/success")
+@limiter.limit(lambda: current_app.config["RATELIMIT_SUCCESS"])
 def join_success():
     session_id = request.args.get("session_id", "")
-    if not session_id or len(session_id) > 2000:
+    # Checkout Session ids start with cs_ (the demo stand-in's too); anything else is not ours.
+    if not session_id.startswith("cs_") or len(session_id) > 2000:
         return render_template("billing/success.html", view=None), 400
     try:
         view = services.confirm_checkout(session_id)

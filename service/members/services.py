@@ -16,7 +16,7 @@ from ..billing.runtime import get_gateway
 from ..db import get_session, utcnow
 from ..domain.membership import MembershipStatus, Role
 from ..mail import MailError, send_mail
-from ..models import Account, AuditLog, Membership, StripeCustomer
+from ..models import Account, AuditLog, Membership, StripeCustomer, session_fingerprint
 
 log = logging.getLogger("service.members")
 
@@ -148,7 +148,8 @@ def _reset_serializer() -> URLSafeTimedSerializer:
 
 
 def _hash_fingerprint(account: Account) -> str:
-    return account.password_hash[-16:]
+    # An HMAC of the current hash (never the hash itself): the token dies when the password changes.
+    return session_fingerprint(account)[:16]
 
 
 def make_reset_token(account: Account) -> str:
@@ -200,9 +201,16 @@ def reset_password(token: str, new_password: str) -> Account | None:
     return account
 
 
-def create_staff(email: str, name: str, password: str, role: Role) -> Account:
+class NotStaff(Exception):
+    """The email belongs to a reader account: promoting it needs an explicit decision."""
+
+
+def create_staff(email: str, name: str, password: str, role: Role, *, promote: bool = False) -> Account:
     session = get_session()
     account = find_by_email(email)
+    if account is not None and not account.is_staff and not promote:
+        # Anyone can register any address: never hand staff rights to such an account silently.
+        raise NotStaff(email)
     if account is None:
         account = Account(email=normalize_email(email), name=name, password_hash=hash_password(password), role=role)
         session.add(account)

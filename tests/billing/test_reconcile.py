@@ -45,6 +45,11 @@ def test_lost_webhook_is_repaired_and_second_run_changes_nothing(app, client, ru
         subscription(id="sub_c", customer="cus_sub_c", status="canceled", member_id=c),
     ]
     _serve_list(stripe_api, truth)
+    from ..support.stripe_standin import SubscriptionTruth
+
+    current = SubscriptionTruth(stripe_api)
+    for obj in truth:
+        current.set(obj)
 
     first = runner.invoke(args=["stripe", "reconcile"])
     assert first.exit_code == 0, first.output
@@ -71,9 +76,13 @@ def test_reconcile_never_overwrites_a_newer_webhook(app, client, runner, stripe_
     post_event(client, event("customer.subscription.updated",
                              subscription(id="sub_n", customer="cus_n", status="canceled", member_id=m),
                              created=now))
-    # A list read that Stripe served before that change (an older Date) is not applied.
+    # A list page served before that change still says active; the repair reads the
+    # subscription again under the lock, and Stripe now says canceled.
     _serve_list(stripe_api, [subscription(id="sub_n", customer="cus_n", status="active", member_id=m)],
                 as_of=now - 60)
+    from ..support.stripe_standin import SubscriptionTruth
+
+    SubscriptionTruth(stripe_api).set(subscription(id="sub_n", customer="cus_n", status="canceled", member_id=m))
     result = runner.invoke(args=["stripe", "reconcile"])
     assert result.exit_code == 0 and "changed 0" in result.output
     assert _status(app, m) == MembershipStatus.CANCELED

@@ -99,3 +99,22 @@ def test_unknown_session_or_stripe_down_gives_a_friendly_page(app, client, strip
 def test_cancelled_page_lets_the_reader_try_again(app, client):
     html = client.get("/join/cancelled").get_data(as_text=True)
     assert "No payment was taken" in html and "/login" in html
+
+
+def test_a_session_id_that_is_not_a_checkout_session_never_reaches_stripe(client, stripe_api):
+    assert client.get("/join/success?session_id=../../v1/customers").status_code == 400
+    assert stripe_api.requests == []
+
+
+def test_a_paused_member_cannot_start_a_second_subscription(app, client, stripe_api):
+    from service.domain.membership import MembershipStatus as S
+
+    from ..support.factories import PASSWORD
+    from ..support.web import login, post_form
+
+    make_account(app, status=S.PAUSED)
+    login(client, "reader@example.org", PASSWORD)
+    resp = post_form(client, "/account/checkout", {}, form_path="/account")
+    assert resp.status_code == 303 and resp.headers["Location"] == "/account"
+    assert "Manage billing" in client.get("/account").get_data(as_text=True)
+    assert stripe_api.requests == []

@@ -272,3 +272,51 @@ def test_stripe_unreachable_on_a_read_answers_503_and_stores_nothing(app, client
     truth.set(sub(member))
     assert post_event(client, evt).json["outcome"] == "applied"
     assert membership(app, member).status == MembershipStatus.ACTIVE
+
+
+def test_a_rejected_api_key_on_a_read_answers_503_so_stripe_retries(app, client, member, stripe_api):
+    stripe_api.on("GET", "/v1/subscriptions/sub_A",
+                  stripe_error(401, "invalid_request_error", "Invalid API Key provided"))
+    invoice = {"id": "in_k", "object": "invoice", "customer": "cus_A",
+               "parent": {"type": "subscription_details", "subscription_details": {"subscription": "sub_A"}}}
+    resp = post_event(client, event("invoice.paid", invoice))
+    assert resp.status_code == 503
+    assert events(app) == []
+
+
+def test_a_subscription_gone_from_stripe_is_recorded_as_failed_without_partial_rows(app, client, member, stripe_api):
+    stripe_api.on("GET", "/v1/subscriptions/sub_gone",
+                  stripe_error(404, "invalid_request_error", "No such subscription: 'sub_gone'", "resource_missing"))
+    invoice = {"id": "in_g", "object": "invoice", "customer": "cus_A", "subscription": "sub_gone"}
+    body = deliver(client, "invoice.payment_succeeded", invoice)
+    assert body["outcome"] == "failed"
+    (evt,) = events(app)
+    assert "No such subscription" in evt.note
+    with app.app_context():
+        assert get_session().scalar(select(func.count(StripeSubscription.id))) == 0
+
+
+def test_only_the_membership_price_grants_membership(app, client, member):
+    other = subscription(id="sub_print", customer="cus_A", status="active", member_id=member, price="price_print")
+    deliver(client, "customer.subscription.created", other)
+    assert membership(app, member).status == MembershipStatus.PENDING
+    deliver(client, "customer.subscription.created", sub(member))
+    deliver(client, "customer.subscription.deleted", sub(member, "canceled"), created=NOW + 5)
+    assert membership(app, member).status == MembershipStatus.CANCELED
+
+
+def test_cancel_on_a_date_shows_ends_on(app, client, member):
+    obj = sub(member, period_end=NOW + 30 * 86400)
+    obj["cancel_at"] = NOW + 10 * 86400  # "cancel on a date" from the Dashboard
+    deliver(client, "customer.subscription.updated", obj)
+    m = membership(app, member)
+    assert m.cancel_at_period_end is True
+    assert m.paid_through == datetime.fromtimestamp(NOW + 10 * 86400, tz=timezone.utc)
+
+
+def test_dispute_event_keeps_the_customer_it_found(app, client, member, stripe_api):
+    deliver(client, "customer.subscription.created", sub(member))
+    stripe_api.on("GET", "/v1/charges/ch_7", Reply(200, {"id": "ch_7", "object": "charge", "customer": "cus_A"}))
+    deliver(client, "charge.dispute.created", {"id": "dp_7", "object": "dispute", "charge": "ch_7", "amount": 500,
+                                               "currency": "usd", "reason": "general"})
+    assert events(app)[-1].customer_stripe_id == "cus_A"

@@ -173,3 +173,26 @@ def test_passwords_are_hashed_with_scrypt_by_default(make_app):
     with app.app_context():
         stored = get_session().get(Account, acc).password_hash
     assert stored.startswith("scrypt:") and PASSWORD not in stored
+
+
+def test_password_reset_ends_other_sessions(app, client):
+    make_account(app)
+    other = app.test_client()
+    login(other, "reader@example.org", PASSWORD)
+    assert other.get("/account").status_code == 200
+    post_form(client, "/reset", {"email": "reader@example.org"})
+    post_form(client, _reset_link(app), {"password": "a brand new password", "confirm": "a brand new password"})
+    assert other.get("/account").status_code == 302  # logged out everywhere
+
+
+def test_reset_token_does_not_carry_the_password_hash(app, client):
+    import base64
+
+    acc = make_account(app)
+    post_form(client, "/reset", {"email": "reader@example.org"})
+    token = _reset_link(app).rsplit("/", 1)[1]
+    payload = token.split(".")[0]
+    decoded = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)).decode()
+    with app.app_context():
+        stored = get_session().get(Account, acc).password_hash
+    assert stored[-16:] not in decoded
