@@ -59,6 +59,8 @@ def register_extensions(app: Flask) -> None:
     from .billing.gateway import build_gateway
     from .extensions import csrf, limiter, login_manager
     from .newsletter import runtime as newsletter_runtime
+    from .paywall.keys import load_keys
+    from .paywall.routes import init_cors
 
     db.init_app(app)
     csrf.init_app(app)
@@ -67,6 +69,8 @@ def register_extensions(app: Flask) -> None:
     security.init_app(app)
     app.extensions["billing_gateway"] = build_gateway(app.config)
     newsletter_runtime.init_app(app)
+    app.extensions["paywall_keys"] = load_keys(app.config)
+    init_cors(app)
 
     @login_manager.user_loader
     def _load(session_id: str):
@@ -85,11 +89,13 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
+    from .api.routes import bp as api_bp
     from .billing import demo
     from .billing.routes import bp as billing_bp
     from .members.routes import bp as members_bp
     from .newsletter.routes import bp as newsletter_bp
     from .ops.routes import bp as ops_bp
+    from .paywall.routes import bp as paywall_bp
     from .staff.routes import bp as staff_bp
 
     app.register_blueprint(members_bp)
@@ -97,6 +103,8 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(newsletter_bp)
     app.register_blueprint(staff_bp)
     app.register_blueprint(ops_bp)
+    app.register_blueprint(api_bp)
+    app.register_blueprint(paywall_bp)
     if app.config["DEMO_CHECKOUT"]:
         app.register_blueprint(demo.bp)
 

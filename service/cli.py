@@ -88,6 +88,32 @@ def init_app(app: Flask) -> None:
 
     app.cli.add_command(newsletter_group)
 
+    tokens_group = AppGroup("tokens", help="API tokens for other programs (the website's paywall).")
+
+    @tokens_group.command("create")
+    @click.argument("name")
+    def tokens_create(name: str) -> None:
+        """Create a token and print it once (only its hash is stored)."""
+        from .api.tokens import TokenExists, create_token
+
+        try:
+            token = create_token(name)
+        except TokenExists:
+            raise click.ClickException(f"a token named {name!r} exists; revoke it or pick another name") from None
+        click.echo(token)
+
+    @tokens_group.command("revoke")
+    @click.argument("name")
+    def tokens_revoke(name: str) -> None:
+        """Revoke a token: it stops working at once."""
+        from .api.tokens import revoke_token
+
+        if not revoke_token(name):
+            raise click.ClickException(f"no live token named {name!r}")
+        click.echo(f"token {name} revoked")
+
+    app.cli.add_command(tokens_group)
+
     @app.cli.command("demo")
     @click.option("--host", default="127.0.0.1", show_default=True)
     @click.option("--port", default=5000, show_default=True, type=int)

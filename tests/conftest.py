@@ -74,7 +74,13 @@ def stripe_api(stripe_standin):
     return stripe_standin
 
 
+from service.paywall.keys import generate_pem  # noqa: E402
+
+PAYWALL_PRIVATE_PEM, PAYWALL_PUBLIC_PEM = generate_pem()
+
 TEST_CONFIG = {
+    "PAYWALL_JWT_PRIVATE_KEY": PAYWALL_PRIVATE_PEM,
+    "PAYWALL_JWT_KID": "test-key-1",
     "TESTING": True,
     "SECRET_KEY": "test-secret-key",
     "PUBLIC_BASE_URL": "http://localhost",

@@ -1,11 +1,25 @@
+"""The staff console (journey 6): search, a member's page with its timeline, actions, export."""
 from __future__ import annotations
 
+import csv
+import io
+from datetime import datetime, time, timezone
 from functools import wraps
 
-from flask import Blueprint, abort, render_template
+from flask import (Blueprint, Response, abort, flash, redirect, render_template, request, stream_with_context,
+                   url_for)
 from flask_login import current_user
 
+from ..api import tokens as api_tokens
+from ..db import get_session
+from ..domain.membership import MembershipStatus, Role, describe
+from ..members import directory
+from . import services
+from .forms import AddStaffForm, CompForm, ConfirmForm, RoleForm, TokenForm
+
 bp = Blueprint("staff", __name__, url_prefix="/staff")
+
+PER_PAGE = 50
 
 
 def staff_required(view):
@@ -24,7 +38,225 @@ def staff_required(view):
     return wrapper
 
 
+def admin_required(view):
+    @wraps(view)
+    @staff_required
+    def wrapper(*args, **kwargs):
+        if not current_user.is_admin:
+            abort(403)
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def _filter_from_args() -> directory.MemberFilter:
+    status = request.args.get("status") or None
+    try:
+        status_value = MembershipStatus(status) if status else None
+    except ValueError:
+        abort(400)
+    entitled_arg = request.args.get("entitled")
+    entitled = {"yes": True, "no": False}.get(entitled_arg or "")
+    sort = request.args.get("sort", "newest")
+    return directory.MemberFilter(q=request.args.get("q", "")[:200], status=status_value, entitled=entitled,
+                                  sort=sort if sort in ("newest", "oldest") else "newest")
+
+
 @bp.get("")
 @staff_required
 def index():
-    return render_template("staff/index.html")
+    f = _filter_from_args()
+    page = request.args.get("page", 1, type=int) or 1
+    rows, total = directory.search(get_session(), f, page, PER_PAGE)
+    pages = max(1, (total + PER_PAGE - 1) // PER_PAGE)
+    args = {k: v for k, v in request.args.items() if k != "page" and v}
+    return render_template("staff/index.html", rows=rows, total=total, page=page, pages=pages, f=f, args=args,
+                           statuses=[s.value for s in MembershipStatus])
+
+
+@bp.get("/members/<int:member_id>")
+@staff_required
+def member(member_id: int):
+    data = directory.get_member(get_session(), member_id)
+    if data is None:
+        abort(404)
+    from ..models import Account
+
+    account = get_session().get(Account, member_id)
+    return render_template(
+        "staff/member.html", m=data, account=account, membership=account.membership, words=describe(data["status"]),
+        subs=services.subscriptions_of(account), timeline=services.timeline(account),
+        failed=services.failed_deliveries(account), dashboard_url=services.dashboard_url,
+        comp_form=CompForm(prefix="comp"), confirm_form=ConfirmForm(),
+    )
+
+
+def _back(member_id: int):
+    return redirect(url_for("staff.member", member_id=member_id), code=303)
+
+
+def _run(member_id: int, form, action, done: str):
+    if not form.validate_on_submit():
+        for errors in form.errors.values():
+            for e in errors:
+                flash(e, "error")
+        return _back(member_id)
+    try:
+        action()
+    except services.ActionError as exc:
+        flash(str(exc), "error")
+    else:
+        flash(done, "info")
+    return _back(member_id)
+
+
+@bp.post("/members/<int:member_id>/comp")
+@staff_required
+def comp(member_id: int):
+    form = CompForm(prefix="comp")
+
+    def act():
+        until = datetime.combine(form.until.data, time.max, tzinfo=timezone.utc) if form.until.data else None
+        services.comp(current_user, member_id, form.reason.data.strip(), until)
+
+    return _run(member_id, form, act, "Complimentary membership granted.")
+
+
+@bp.post("/members/<int:member_id>/comp/revoke")
+@staff_required
+def revoke_comp(member_id: int):
+    return _run(member_id, ConfirmForm(), lambda: services.revoke_comp(current_user, member_id),
+                "Complimentary membership revoked.")
+
+
+@bp.post("/members/<int:member_id>/newsletter/<int:row_id>/retry")
+@staff_required
+def retry_newsletter(member_id: int, row_id: int):
+    return _run(member_id, ConfirmForm(), lambda: services.retry_newsletter(current_user, member_id, row_id),
+                "The newsletter delivery will be retried.")
+
+
+@bp.post("/members/<int:member_id>/send-reset")
+@staff_required
+def send_reset(member_id: int):
+    return _run(member_id, ConfirmForm(), lambda: services.send_reset(current_user, member_id),
+                "A password reset link was sent to the member.")
+
+
+def _neutralise(value) -> str:
+    """Spreadsheet formula injection: a cell must not start with = + - @ (or tab / CR)."""
+    text = "" if value is None else (value.isoformat() if isinstance(value, datetime) else str(value))
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+CSV_COLUMNS = ["id", "email", "name", "status", "entitled", "paid_through", "cancel_at_period_end",
+               "stripe_customer_id", "newsletter_status", "created_at"]
+
+
+@bp.get("/export.csv")
+@staff_required
+def export():
+    f = _filter_from_args()
+    session = get_session()
+
+    def generate():
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(CSV_COLUMNS)
+        yield buf.getvalue()
+        for i, m in enumerate(directory.iter_all(session, f)):
+            buf.seek(0)
+            buf.truncate()
+            writer.writerow([_neutralise(v) for v in (
+                m["id"], m["email"], m["name"], m["status"], "yes" if m["entitled"] else "no", m["paid_through"],
+                "yes" if m["cancel_at_period_end"] else "no", m["stripe_customer_id"], m["newsletter"]["status"],
+                m["created_at"])])
+            yield buf.getvalue()
+
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return Response(stream_with_context(generate()), mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="members-{stamp}.csv"'})
+
+
+# --- admin: staff accounts and API tokens -------------------------------------------------------
+
+@bp.get("/admin")
+@admin_required
+def admin():
+    return render_template("staff/admin.html", staff=services.staff_accounts(), tokens=api_tokens.list_tokens(),
+                           add_form=AddStaffForm(prefix="add"), token_form=TokenForm(prefix="tok"),
+                           role_form=RoleForm(), confirm_form=ConfirmForm(), new_token=None)
+
+
+def _admin_back():
+    return redirect(url_for("staff.admin"), code=303)
+
+
+def _flash_errors(form) -> None:
+    for errors in form.errors.values():
+        for e in errors:
+            flash(e, "error")
+
+
+@bp.post("/admin/staff")
+@admin_required
+def add_staff():
+    form = AddStaffForm(prefix="add")
+    if not form.validate_on_submit():
+        _flash_errors(form)
+        return _admin_back()
+    try:
+        services.add_staff(current_user, form.email.data, form.name.data, Role(form.role.data))
+    except services.ActionError as exc:
+        flash(str(exc), "error")
+    else:
+        flash("Staff account added; a link to choose a password was emailed.", "info")
+    return _admin_back()
+
+
+@bp.post("/admin/staff/<int:account_id>/role")
+@admin_required
+def set_role(account_id: int):
+    form = RoleForm()
+    if not form.validate_on_submit():
+        _flash_errors(form)
+        return _admin_back()
+    try:
+        services.set_role(current_user, account_id, Role(form.role.data))
+    except services.ActionError as exc:
+        flash(str(exc), "error")
+    else:
+        flash("Role changed.", "info")
+    return _admin_back()
+
+
+@bp.post("/admin/tokens")
+@admin_required
+def create_token():
+    form = TokenForm(prefix="tok")
+    if not form.validate_on_submit():
+        _flash_errors(form)
+        return _admin_back()
+    try:
+        token = api_tokens.create_token(form.name.data.strip(), actor=current_user.email, actor_id=current_user.id)
+    except api_tokens.TokenExists:
+        flash("A token with that name exists.", "error")
+        return _admin_back()
+    # Shown once, on this response only; never stored.
+    return render_template("staff/admin.html", staff=services.staff_accounts(), tokens=api_tokens.list_tokens(),
+                           add_form=AddStaffForm(prefix="add"), token_form=TokenForm(prefix="tok"),
+                           role_form=RoleForm(), confirm_form=ConfirmForm(), new_token=(form.name.data, token))
+
+
+@bp.post("/admin/tokens/<name>/revoke")
+@admin_required
+def revoke_token(name: str):
+    form = ConfirmForm()
+    if not form.validate_on_submit():
+        _flash_errors(form)
+        return _admin_back()
+    if api_tokens.revoke_token(name, actor=current_user.email, actor_id=current_user.id):
+        flash(f"Token {name} revoked.", "info")
+    else:
+        flash("No such live token.", "error")
+    return _admin_back()

@@ -1,0 +1,133 @@
+"""/api/v1: members and the paywall's entitlement answer. Bearer tokens; JSON errors only."""
+from __future__ import annotations
+
+from functools import wraps
+
+from flask import Blueprint, current_app, g, jsonify, request
+from marshmallow import ValidationError
+from sqlalchemy import select
+
+from ..db import get_session
+from ..domain.membership import MembershipStatus, is_entitled
+from ..errors import json_error
+from ..extensions import csrf, limiter
+from ..members import directory
+from ..models import Account, Membership
+from . import tokens
+from .schemas import (
+    EntitlementQuerySchema,
+    EntitlementSchema,
+    MemberListSchema,
+    MemberQuerySchema,
+    MemberSchema,
+)
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+csrf.exempt(bp)
+
+_member = MemberSchema()
+_member_list = MemberListSchema()
+_member_query = MemberQuerySchema()
+_ent_query = EntitlementQuerySchema()
+_entitlement = EntitlementSchema()
+
+
+def _bearer() -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
+def token_required(view):
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        token = _bearer()
+        if token is None:
+            return _unauthorized("Send an API token: Authorization: Bearer <token>.")
+        row = tokens.verify(token)
+        if row is None:
+            return _unauthorized("The API token is not valid (unknown or revoked).")
+        g.api_token_name = row.name
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def _unauthorized(message: str):
+    resp, status = json_error(401, message)
+    resp.headers["WWW-Authenticate"] = 'Bearer realm="dawns-membership"'
+    return resp, status
+
+
+def _token_key() -> str:
+    return "token:" + (_bearer() or request.remote_addr or "")
+
+
+def _api_limit():
+    return limiter.limit(lambda: current_app.config["RATELIMIT_API"], key_func=_token_key)
+
+
+def _load(schema, data):
+    try:
+        return schema.load(data), None
+    except ValidationError as exc:
+        messages = exc.normalized_messages()
+        resp, status = json_error(422, "Invalid query parameters.", "validation_error")
+        body = resp.get_json()
+        body["error"]["fields"] = {k: v if isinstance(v, list) else [str(v)] for k, v in messages.items()}
+        return None, (jsonify(body), status)
+
+
+@bp.get("/members")
+@token_required
+@_api_limit()
+def list_members():
+    args, error = _load(_member_query, request.args.to_dict())
+    if error:
+        return error
+    f = directory.MemberFilter(q=args["q"], email=args["email"],
+                               status=MembershipStatus(args["status"]) if args["status"] else None,
+                               entitled=args["entitled"], sort=args["sort"])
+    rows, total = directory.search(get_session(), f, args["page"], args["per_page"])
+    pages = (total + args["per_page"] - 1) // args["per_page"]
+    return _member_list.dump({"members": rows, "page": args["page"], "per_page": args["per_page"],
+                              "total": total, "pages": pages})
+
+
+@bp.get("/members/<int:member_id>")
+@token_required
+@_api_limit()
+def get_member(member_id: int):
+    member = directory.get_member(get_session(), member_id)
+    if member is None:
+        return json_error(404, f"No member with id {member_id}.")
+    return _member.dump(member)
+
+
+@bp.get("/entitlements")
+@token_required
+@_api_limit()
+def entitlements():
+    """The paywall's question. Answers from the database alone: never calls Stripe."""
+    args, error = _load(_ent_query, request.args.to_dict())
+    if error:
+        return error
+    stmt = select(Membership.status, Membership.paid_through).join(Account, Account.id == Membership.account_id)
+    if args["member_id"] is not None:
+        stmt = stmt.where(Account.id == args["member_id"])
+    else:
+        stmt = stmt.where(Account.email == args["email"].strip().lower())
+    row = get_session().execute(stmt).first()
+    if row is None:
+        return json_error(404, "No member with that email or id.")
+    status, paid_through = row
+    return _entitlement.dump({"entitled": is_entitled(status), "status": status.value, "paid_through": paid_through})
+
+
+@bp.get("/openapi.json")
+def openapi():
+    from .openapi import document
+
+    return jsonify(document())
+
+

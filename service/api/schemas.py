@@ -1,0 +1,75 @@
+"""marshmallow schemas for every JSON shape of the API (requests and responses)."""
+from __future__ import annotations
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from ..domain.membership import MembershipStatus
+
+STATUSES = [s.value for s in MembershipStatus]
+
+
+class NewsletterSchema(Schema):
+    status = fields.String(required=True)
+    synced_at = fields.AwareDateTime(allow_none=True, required=True, format="iso")
+
+
+class MemberSchema(Schema):
+    id = fields.Integer(required=True)
+    email = fields.Email(required=True)
+    name = fields.String(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(STATUSES))
+    entitled = fields.Boolean(required=True)
+    paid_through = fields.AwareDateTime(allow_none=True, required=True, format="iso")
+    cancel_at_period_end = fields.Boolean(required=True)
+    stripe_customer_id = fields.String(allow_none=True, required=True)
+    newsletter = fields.Nested(NewsletterSchema, required=True)
+    created_at = fields.AwareDateTime(required=True, format="iso")
+
+
+class MemberListSchema(Schema):
+    members = fields.List(fields.Nested(MemberSchema), required=True)
+    page = fields.Integer(required=True)
+    per_page = fields.Integer(required=True)
+    total = fields.Integer(required=True)
+    pages = fields.Integer(required=True)
+
+
+class MemberQuerySchema(Schema):
+    email = fields.String(load_default="", validate=validate.Length(max=320))
+    q = fields.String(load_default="", validate=validate.Length(max=200))
+    status = fields.String(load_default=None, validate=validate.OneOf(STATUSES))
+    entitled = fields.Boolean(load_default=None)
+    sort = fields.String(load_default="newest", validate=validate.OneOf(["newest", "oldest"]))
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=1_000_000))
+    per_page = fields.Integer(load_default=50, validate=validate.Range(min=1, max=100))
+
+
+class EntitlementQuerySchema(Schema):
+    email = fields.String(load_default=None, validate=validate.Length(min=1, max=320))
+    member_id = fields.Integer(load_default=None, validate=validate.Range(min=1, max=2**31 - 1))
+
+    @validates_schema
+    def _exactly_one(self, data, **kwargs):
+        if (data.get("email") is None) == (data.get("member_id") is None):
+            raise ValidationError("Give exactly one of email or member_id.", "_schema")
+
+
+class EntitlementSchema(Schema):
+    entitled = fields.Boolean(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(STATUSES))
+    paid_through = fields.AwareDateTime(allow_none=True, required=True, format="iso")
+
+
+class ErrorBodySchema(Schema):
+    code = fields.String(required=True)
+    message = fields.String(required=True)
+    fields_ = fields.Dict(data_key="fields", keys=fields.String(), values=fields.List(fields.String()))
+
+
+class ErrorSchema(Schema):
+    error = fields.Nested(ErrorBodySchema, required=True)
+
+
+class PaywallTokenSchema(Schema):
+    token = fields.String(required=True)
+    expires_at = fields.AwareDateTime(required=True, format="iso")

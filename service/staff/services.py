@@ -1,0 +1,173 @@
+"""Staff actions: each one is recorded in the audit log with who and when."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import select
+
+from ..billing.lifecycle import recompute_membership
+from ..db import get_session, utcnow
+from ..domain.membership import Role
+from ..members.services import create_staff, find_by_email, request_password_reset
+from ..models import Account, AuditLog, Membership, NewsletterOutbox, StripeEvent, StripeSubscription
+from ..newsletter.outbox import retry_failed
+
+
+class ActionError(Exception):
+    """A staff action that cannot be done; the message is shown to the staff member."""
+
+
+def _audit(actor: Account, action: str, target: Account | None, **details: Any) -> None:
+    get_session().add(AuditLog(actor_id=actor.id, actor_email=actor.email, action=action,
+                               target_account_id=target.id if target else None, details=details))
+
+
+def _member(member_id: int) -> Account:
+    account = get_session().get(Account, member_id)
+    if account is None or account.membership is None:
+        raise ActionError("No such member.")
+    return account
+
+
+def comp(actor: Account, member_id: int, reason: str, until: datetime | None) -> Membership:
+    account = _member(member_id)
+    if until is not None and until <= utcnow():
+        raise ActionError("The end date must be in the future.")
+    membership = account.membership
+    membership.comped_at = utcnow()
+    membership.comped_until = until
+    membership.comp_reason = reason
+    membership = recompute_membership(get_session(), account)
+    _audit(actor, "comp", account, reason=reason, until=until.isoformat() if until else None)
+    get_session().commit()
+    return membership
+
+
+def revoke_comp(actor: Account, member_id: int) -> Membership:
+    account = _member(member_id)
+    membership = account.membership
+    if membership.comped_at is None:
+        raise ActionError("This member has no complimentary membership.")
+    membership.comped_at = None
+    membership.comped_until = None
+    reason = membership.comp_reason
+    membership.comp_reason = None
+    membership = recompute_membership(get_session(), account)
+    _audit(actor, "comp_revoke", account, previous_reason=reason)
+    get_session().commit()
+    return membership
+
+
+def expire_comps() -> list[int]:
+    """Comps whose end date has passed: recompute those members (cron or the worker)."""
+    session = get_session()
+    now = utcnow()
+    ids = session.scalars(select(Membership.account_id).where(
+        Membership.comped_at.is_not(None), Membership.comped_until.is_not(None), Membership.comped_until <= now
+    )).all()
+    for account_id in ids:
+        account = session.get(Account, account_id)
+        membership = account.membership
+        membership.comped_at = None
+        membership.comped_until = None
+        recompute_membership(session, account)
+        session.add(AuditLog(actor_id=None, actor_email="system", action="comp_expired",
+                             target_account_id=account_id, details={}))
+    session.commit()
+    return list(ids)
+
+
+def retry_newsletter(actor: Account, member_id: int, row_id: int) -> None:
+    account = _member(member_id)
+    session = get_session()
+    row = session.get(NewsletterOutbox, row_id)
+    if row is None or row.account_id != account.id or not retry_failed(session, row_id):
+        raise ActionError("Only a failed newsletter delivery of this member can be retried.")
+    _audit(actor, "newsletter_retry", account, outbox_id=row_id)
+    session.commit()
+
+
+def send_reset(actor: Account, member_id: int) -> None:
+    account = _member(member_id)
+    request_password_reset(account.email)
+    _audit(actor, "send_password_reset", account)
+    get_session().commit()
+
+
+def add_staff(actor: Account, email: str, name: str, role: Role) -> Account:
+    if find_by_email(email) is not None:
+        raise ActionError("That email already has an account.")
+    import secrets
+
+    account = create_staff(email, name, secrets.token_urlsafe(32), role)
+    request_password_reset(account.email)  # they choose their own password
+    _audit(actor, "staff_add", account, role=role.value)
+    get_session().commit()
+    return account
+
+
+def set_role(actor: Account, account_id: int, role: Role) -> None:
+    session = get_session()
+    account = session.get(Account, account_id)
+    if account is None or not account.is_staff:
+        raise ActionError("No such staff account.")
+    if account.id == actor.id:
+        raise ActionError("You cannot change your own role.")
+    old = account.role
+    account.role = role
+    _audit(actor, "staff_role", account, old=old.value, new=role.value)
+    session.commit()
+
+
+def staff_accounts() -> list[Account]:
+    return list(get_session().scalars(
+        select(Account).where(Account.role.in_([Role.STAFF, Role.ADMIN])).order_by(Account.email)))
+
+
+@dataclass
+class TimelineEntry:
+    at: datetime
+    kind: str  # stripe | newsletter | staff | system
+    title: str
+    detail: str = ""
+
+
+def timeline(account: Account, limit: int = 200) -> list[TimelineEntry]:
+    session = get_session()
+    entries: list[TimelineEntry] = []
+    for e in session.scalars(select(StripeEvent).where(StripeEvent.account_id == account.id)
+                             .order_by(StripeEvent.stripe_created_at.desc()).limit(limit)):
+        entries.append(TimelineEntry(e.stripe_created_at, "stripe", e.type,
+                                     f"{e.stripe_id} · {e.outcome}" + (f" · {e.note}" if e.note else "")))
+    for r in session.scalars(select(NewsletterOutbox).where(NewsletterOutbox.account_id == account.id)
+                             .order_by(NewsletterOutbox.id.desc()).limit(limit)):
+        detail = f"{r.status}, {r.attempts} attempt(s)" + (f" · {r.last_error}" if r.last_error else "")
+        entries.append(TimelineEntry(r.delivered_at or r.created_at, "newsletter", f"DAWNS: {r.action}", detail))
+    for a in session.scalars(select(AuditLog).where(AuditLog.target_account_id == account.id)
+                             .order_by(AuditLog.created_at.desc()).limit(limit)):
+        kind = "staff" if a.actor_id else "system"
+        entries.append(TimelineEntry(a.created_at, kind, a.action.replace("_", " "),
+                                     f"by {a.actor_email or 'system'}" + (f" · {a.details}" if a.details else "")))
+    entries.sort(key=lambda t: t.at, reverse=True)
+    return entries[:limit]
+
+
+def subscriptions_of(account: Account) -> list[StripeSubscription]:
+    return list(get_session().scalars(select(StripeSubscription).where(StripeSubscription.account_id == account.id)
+                                      .order_by(StripeSubscription.id.desc())))
+
+
+def failed_deliveries(account: Account) -> list[NewsletterOutbox]:
+    return list(get_session().scalars(select(NewsletterOutbox).where(
+        NewsletterOutbox.account_id == account.id, NewsletterOutbox.status == "failed")))
+
+
+def dashboard_url(kind: str, stripe_id: str) -> str:
+    base = current_app.config["STRIPE_DASHBOARD_URL"].rstrip("/")
+    test = "/test" if current_app.config["STRIPE_SECRET_KEY"].startswith(("sk_test", "rk_test")) else ""
+    return f"{base}{test}/{kind}/{stripe_id}"
+
+
