@@ -24,5 +24,9 @@ run: migrate
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+bench: $(STAMP)
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(BIN)/python bench/entitlements.py $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) instance .pytest_cache .hypothesis

@@ -20,11 +20,11 @@ class AddStaffForm(ConfirmForm):
     email = EmailField("Email", filters=[lambda v: v.strip() if v else v],
                        validators=[DataRequired("Enter an email."), Email("Enter a valid email.", check_deliverability=False)])
     name = StringField("Name", validators=[DataRequired("Enter a name."), Length(max=200)])
-    role = SelectField("Role", choices=[("staff", "staff"), ("admin", "admin")])
+    role = SelectField("Role", choices=["staff", "admin"])
 
 
 class RoleForm(ConfirmForm):
-    role = SelectField("Role", choices=[("staff", "staff"), ("admin", "admin")])
+    role = SelectField("Role", choices=["staff", "admin"])
 
 
 class TokenForm(ConfirmForm):
