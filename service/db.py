@@ -105,3 +105,8 @@ def close_session(_exc: BaseException | None = None) -> None:
     session = g.pop("db_session", None)
     if session is not None:
         session.close()
+
+
+def new_session() -> Session:
+    """A session owned by the caller (e.g. a streamed response), closed by the caller."""
+    return current_app.extensions["db_sessionmaker"]()

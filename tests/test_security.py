@@ -54,3 +54,14 @@ def test_request_bodies_are_capped(client):
 def test_unknown_page_is_a_friendly_404(client):
     resp = client.get("/no/such/page")
     assert resp.status_code == 404 and "Page not found" in resp.get_data(as_text=True)
+
+
+def test_nul_bytes_in_input_are_a_clear_400_not_a_server_error(app, client):
+    from .support.web import csrf
+
+    token = csrf(client, "/login")
+    resp = client.post("/login", data={"email": "a\x00@example.org", "password": "x", "csrf_token": token})
+    assert resp.status_code == 400
+    assert client.get("/staff?q=%00").status_code == 400
+    api = client.get("/api/v1/members?q=%00")
+    assert api.status_code == 400 and api.json["error"]["code"] == "bad_request"

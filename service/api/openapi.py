@@ -43,18 +43,18 @@ def document() -> dict[str, Any]:
         "parameters": [{"in": "query", "schema": MemberQuerySchema}],
         "responses": {"200": {"description": "A page of members",
                               "content": {"application/json": {"schema": "MemberList"}}},
-                      **_errors(401, 422, 429)}}})
+                      **_errors(400, 401, 422, 429)}}})
     spec.path(path="/api/v1/members/{member_id}", operations={"get": {
         "operationId": "getMember", "summary": "One member", "security": security,
         "parameters": [{"in": "path", "name": "member_id", "required": True,
                         "schema": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}}],
         "responses": {"200": {"description": "The member", "content": {"application/json": {"schema": "Member"}}},
-                      **_errors(401, 404, 429)}}})
+                      **_errors(400, 401, 404, 429)}}})
     spec.path(path="/api/v1/entitlements", operations={"get": {
         "operationId": "getEntitlement",
         "summary": "May this reader pass the paywall? Give exactly one of email or member_id.",
         "security": security,
         "parameters": [{"in": "query", "schema": EntitlementQuerySchema}],
         "responses": {"200": {"description": "The answer", "content": {"application/json": {"schema": "Entitlement"}}},
-                      **_errors(401, 404, 422, 429)}}})
+                      **_errors(400, 401, 404, 422, 429)}}})
     return spec.to_dict()

@@ -7,6 +7,10 @@ from ..domain.membership import MembershipStatus
 
 STATUSES = [s.value for s in MembershipStatus]
 
+# Text parameters never contain control characters (PostgreSQL text cannot hold NUL at all);
+# the pattern is published in the OpenAPI document too.
+PRINTABLE = validate.Regexp(r"^[^\x00-\x1f\x7f]*$", error="Control characters are not allowed.")
+
 
 class NewsletterSchema(Schema):
     status = fields.String(required=True)
@@ -35,8 +39,8 @@ class MemberListSchema(Schema):
 
 
 class MemberQuerySchema(Schema):
-    email = fields.String(load_default="", validate=validate.Length(max=320))
-    q = fields.String(load_default="", validate=validate.Length(max=200))
+    email = fields.String(load_default="", validate=[validate.Length(max=320), PRINTABLE])
+    q = fields.String(load_default="", validate=[validate.Length(max=200), PRINTABLE])
     status = fields.String(load_default=None, validate=validate.OneOf(STATUSES))
     entitled = fields.Boolean(load_default=None)
     sort = fields.String(load_default="newest", validate=validate.OneOf(["newest", "oldest"]))
@@ -45,7 +49,7 @@ class MemberQuerySchema(Schema):
 
 
 class EntitlementQuerySchema(Schema):
-    email = fields.String(load_default=None, validate=validate.Length(min=1, max=320))
+    email = fields.String(load_default=None, validate=[validate.Length(min=1, max=320), PRINTABLE])
     member_id = fields.Integer(load_default=None, validate=validate.Range(min=1, max=2**31 - 1))
 
     @validates_schema

@@ -6,12 +6,11 @@ import io
 from datetime import datetime, time, timezone
 from functools import wraps
 
-from flask import (Blueprint, Response, abort, flash, redirect, render_template, request, stream_with_context,
-                   url_for)
+from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from ..api import tokens as api_tokens
-from ..db import get_session
+from ..db import get_session, new_session
 from ..domain.membership import MembershipStatus, Role, describe
 from ..members import directory
 from . import services
@@ -157,14 +156,22 @@ CSV_COLUMNS = ["id", "email", "name", "status", "entitled", "paid_through", "can
 @staff_required
 def export():
     f = _filter_from_args()
-    session = get_session()
+    # The stream outlives the view: it owns its session (a server-side cursor) and always
+    # closes it, whether the download finishes or the client goes away.
+    session = new_session()
 
     def generate():
+        try:
+            yield from _rows(session)
+        finally:
+            session.close()
+
+    def _rows(session):
         buf = io.StringIO()
         writer = csv.writer(buf)
         writer.writerow(CSV_COLUMNS)
         yield buf.getvalue()
-        for i, m in enumerate(directory.iter_all(session, f)):
+        for m in directory.iter_all(session, f):
             buf.seek(0)
             buf.truncate()
             writer.writerow([_neutralise(v) for v in (
@@ -174,7 +181,7 @@ def export():
             yield buf.getvalue()
 
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    return Response(stream_with_context(generate()), mimetype="text/csv",
+    return Response(generate(), mimetype="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="members-{stamp}.csv"'})
 
 

@@ -36,6 +36,7 @@ def test_authorisation_matrix(app, caller, kind, path):
     else:
         client = client_as(app, caller)
     resp = client.get(path.format(member=member), headers=headers)
+    resp.close()  # the CSV export streams: finish it as a WSGI server would
     assert resp.status_code == EXPECTED[(caller, kind)]
     if kind == "api" and resp.status_code == 401:
         assert resp.json["error"]["code"] == "unauthorized"
