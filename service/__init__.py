@@ -37,6 +37,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     register_blueprints(app)
     register_errorhandlers(app)
     register_commands(app)
+    from .api import fastpath
+
+    fastpath.init_app(app)  # the paywall's entitlement answer, in front of Flask
     return app
 
 

@@ -57,7 +57,27 @@ def init_app(app: Flask) -> None:
             ) from None
         click.echo(f"{account.role.value} account {account.email} (id {account.id}) ready")
 
+    @staff_group.command("expire-comps")
+    def staff_expire_comps() -> None:
+        """End complimentary memberships whose end date has passed (run from cron, e.g. hourly)."""
+        from .staff.services import expire_comps
+
+        ids = expire_comps()
+        click.echo(f"expired {len(ids)} comp(s)" + (f": members {', '.join(map(str, ids))}" if ids else ""))
+
     app.cli.add_command(staff_group)
+
+    paywall_group = AppGroup("paywall", help="Entitlement token keys.")
+
+    @paywall_group.command("keygen")
+    def paywall_keygen() -> None:
+        """Print a new ES256 key pair (PEM) for PAYWALL_JWT_PRIVATE_KEY / key rotation."""
+        from .paywall.keys import generate_pem
+
+        private, public = generate_pem()
+        click.echo(private + public)
+
+    app.cli.add_command(paywall_group)
 
     stripe_group = AppGroup("stripe", help="Stripe maintenance.")
 

@@ -92,6 +92,8 @@ def from_environment(env_file: bool = True) -> dict[str, Any]:
         "RATELIMIT_RESET": env.get("RATELIMIT_RESET", "5 per hour"),
         "RATELIMIT_SUCCESS": env.get("RATELIMIT_SUCCESS", "30 per minute"),
         "RATELIMIT_API": env.get("RATELIMIT_API", "6000 per minute"),
+        # The paywall route remembers a live token this long (a revocation reaches it this late).
+        "API_TOKEN_CACHE_SECONDS": float(env.get("API_TOKEN_CACHE_SECONDS", "5")),
         "PASSWORD_RESET_MAX_AGE": _int(env.get("PASSWORD_RESET_MAX_AGE"), 3600),
         "SESSION_COOKIE_SECURE": public_base_url.startswith("https://"),
         "REMEMBER_COOKIE_SECURE": public_base_url.startswith("https://"),

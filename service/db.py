@@ -54,9 +54,12 @@ class Base(DeclarativeBase):
 
 
 def make_engine(url: str, busy_timeout: float = 30.0) -> Engine:
-    kwargs: dict = {"future": True, "pool_pre_ping": True}
+    # No pre-ping (a round trip on every checkout, too dear for the paywall's hot path):
+    # connections are recycled, and a request that meets a dropped connection fails cleanly
+    # (JSON 5xx / error page) while the pool replaces it.
+    kwargs: dict = {"future": True, "pool_recycle": 1800, "pool_size": 10, "max_overflow": 20}
     if url.startswith("sqlite"):
-        kwargs.pop("pool_pre_ping")
+        kwargs = {"future": True}
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": busy_timeout}
     engine = create_engine(url, **kwargs)
     if url.startswith("sqlite"):
@@ -87,12 +90,23 @@ def make_engine(url: str, busy_timeout: float = 30.0) -> Engine:
 def init_app(app: Flask) -> None:
     engine = make_engine(app.config["DATABASE_URL"], app.config.get("SQLITE_BUSY_TIMEOUT", 30.0))
     app.extensions["db_engine"] = engine
+    if engine.dialect.name == "postgresql":
+        # Single-statement reads on the hot path (the paywall): autocommit, no reset round trip.
+        app.extensions["db_read_engine"] = create_engine(
+            app.config["DATABASE_URL"], isolation_level="AUTOCOMMIT", pool_reset_on_return=None,
+            pool_recycle=1800, pool_size=10, max_overflow=20)
+    else:
+        app.extensions["db_read_engine"] = engine
     app.extensions["db_sessionmaker"] = sessionmaker(engine, expire_on_commit=False)
     app.teardown_appcontext(close_session)
 
 
 def get_engine() -> Engine:
     return current_app.extensions["db_engine"]
+
+
+def get_read_engine() -> Engine:
+    return current_app.extensions["db_read_engine"]
 
 
 def get_session() -> Session:

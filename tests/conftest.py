@@ -113,8 +113,12 @@ def make_app(database_url, stripe_api, tmp_path):
         return app
 
     yield factory
+    from service.api.tokens import close_thread_connections
+
+    close_thread_connections()
     for app in apps:
         app.extensions["db_engine"].dispose()
+        app.extensions["db_read_engine"].dispose()
 
 
 @pytest.fixture

@@ -1,22 +1,22 @@
-"""/api/v1: members and the paywall's entitlement answer. Bearer tokens; JSON errors only."""
+"""/api/v1: members. Bearer tokens; JSON errors only.
+
+The paywall's entitlement answer (GET /api/v1/entitlements) is served by `fastpath.py`, in
+front of Flask: it is asked on every premium page and must cost little more than a bare route.
+"""
 from __future__ import annotations
 
 from functools import wraps
 
 from flask import Blueprint, current_app, g, jsonify, request
 from marshmallow import ValidationError
-from sqlalchemy import select
 
 from ..db import get_session
-from ..domain.membership import MembershipStatus, is_entitled
+from ..domain.membership import MembershipStatus
 from ..errors import json_error
 from ..extensions import csrf, limiter
 from ..members import directory
-from ..models import Account, Membership
 from . import tokens
 from .schemas import (
-    EntitlementQuerySchema,
-    EntitlementSchema,
     MemberListSchema,
     MemberQuerySchema,
     MemberSchema,
@@ -28,8 +28,6 @@ csrf.exempt(bp)
 _member = MemberSchema()
 _member_list = MemberListSchema()
 _member_query = MemberQuerySchema()
-_ent_query = EntitlementQuerySchema()
-_entitlement = EntitlementSchema()
 
 
 def _bearer() -> str | None:
@@ -102,26 +100,6 @@ def get_member(member_id: int):
     if member is None:
         return json_error(404, f"No member with id {member_id}.")
     return _member.dump(member)
-
-
-@bp.get("/entitlements")
-@token_required
-@_api_limit()
-def entitlements():
-    """The paywall's question. Answers from the database alone: never calls Stripe."""
-    args, error = _load(_ent_query, request.args.to_dict())
-    if error:
-        return error
-    stmt = select(Membership.status, Membership.paid_through).join(Account, Account.id == Membership.account_id)
-    if args["member_id"] is not None:
-        stmt = stmt.where(Account.id == args["member_id"])
-    else:
-        stmt = stmt.where(Account.email == args["email"].strip().lower())
-    row = get_session().execute(stmt).first()
-    if row is None:
-        return json_error(404, "No member with that email or id.")
-    status, paid_through = row
-    return _entitlement.dump({"entitled": is_entitled(status), "status": status.value, "paid_through": paid_through})
 
 
 @bp.get("/openapi.json")

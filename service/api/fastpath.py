@@ -1,0 +1,100 @@
+"""GET /api/v1/entitlements: the paywall's question, answered in front of Flask.
+
+The website asks on every premium page, so this route skips Flask's per-request machinery
+(contexts, sessions, hooks) and does only what the answer needs: the bearer token and the
+membership read together in one autocommit statement, marshmallow for the query and the
+answer, the same JSON errors and security headers as the rest of the API. It never calls
+Stripe. It is not rate limited: a traffic spike on the website must never become 429s for
+readers (the other API routes are limited per token).
+"""
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any
+from urllib.parse import parse_qsl
+
+from marshmallow import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
+
+from ..domain.membership import is_entitled
+from ..security import HSTS, SECURITY_HEADERS
+from .schemas import EntitlementQuerySchema, EntitlementSchema
+from .tokens import entitlement_lookup
+
+log = logging.getLogger("service.api")
+
+PATH = "/api/v1/entitlements"
+_query = EntitlementQuerySchema()
+_answer = EntitlementSchema()
+_STATUS_TEXT = {200: "200 OK", 401: "401 UNAUTHORIZED", 404: "404 NOT FOUND", 405: "405 METHOD NOT ALLOWED",
+                400: "400 BAD REQUEST", 422: "422 UNPROCESSABLE ENTITY", 500: "500 INTERNAL SERVER ERROR",
+                503: "503 SERVICE UNAVAILABLE"}
+
+
+class EntitlementFastPath:
+    def __init__(self, app, wsgi_app: Callable) -> None:
+        self.app = app
+        self.next = wsgi_app
+        self.headers = [("Content-Type", "application/json"), ("Cache-Control", "no-store"),
+                        *SECURITY_HEADERS.items()]
+        if app.config.get("SESSION_COOKIE_SECURE"):
+            self.headers.append(("Strict-Transport-Security", HSTS))
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") != PATH:
+            return self.next(environ, start_response)
+        status, body, extra = self.answer(environ)
+        payload = json.dumps(body, separators=(",", ":")).encode()
+        start_response(_STATUS_TEXT[status], [*self.headers, ("Content-Length", str(len(payload))), *extra])
+        return [b""] if environ.get("REQUEST_METHOD") == "HEAD" else [payload]
+
+    @staticmethod
+    def _error(status: int, code: str, message: str, **more: Any) -> dict[str, Any]:
+        return {"error": {"code": code, "message": message, **more}}
+
+    def answer(self, environ: dict[str, Any]) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
+        if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
+            return 405, self._error(405, "method_not_allowed", "Use GET."), [("Allow", "GET, HEAD")]
+        scheme, _, token = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
+        token = token.strip()
+        challenge = [("WWW-Authenticate", 'Bearer realm="dawns-membership"')]
+        if scheme.lower() != "bearer" or not token:
+            return 401, self._error(401, "unauthorized", "Send an API token: Authorization: Bearer <token>."), challenge
+        raw_query = environ.get("QUERY_STRING", "")
+        try:
+            pairs = parse_qsl(raw_query, keep_blank_values=True, errors="strict")
+        except (UnicodeDecodeError, ValueError):
+            return 400, self._error(400, "bad_request", "The query string is not valid."), []
+        if any("\x00" in v for _, v in pairs):
+            return 400, self._error(400, "bad_request", "The query string is not valid."), []
+        engines = (self.app.extensions["db_read_engine"], self.app.extensions["db_engine"])
+        try:
+            args = _query.load(dict(pairs))
+        except ValidationError as exc:
+            # Still say 401 first to a caller whose token is not good.
+            if entitlement_lookup(engines, token, email=None, member_id=0) is None:
+                return 401, self._error(401, "unauthorized", "The API token is not valid (unknown or revoked)."), challenge
+            fields = {k: v if isinstance(v, list) else [str(v)] for k, v in exc.normalized_messages().items()}
+            return 422, self._error(422, "validation_error", "Invalid query parameters.", fields=fields), []
+        try:
+            found = entitlement_lookup(engines, token, email=args["email"], member_id=args["member_id"],
+                                       cache_seconds=self.app.config["API_TOKEN_CACHE_SECONDS"])
+        except SQLAlchemyError as exc:
+            log.error("entitlement check failed: database unavailable (%s)", exc.__class__.__name__)
+            return 503, self._error(503, "unavailable", "The membership database is unavailable; retry."), []
+        except Exception:  # noqa: BLE001 - never a stack trace to the website
+            log.exception("entitlement check failed")
+            return 500, self._error(500, "internal_error", "Something went wrong on our side."), []
+        if found is None:
+            return 401, self._error(401, "unauthorized", "The API token is not valid (unknown or revoked)."), challenge
+        status, paid_through = found
+        if status is None:
+            return 404, self._error(404, "not_found", "No member with that email or id."), []
+        return 200, _answer.dump({"entitled": is_entitled(status), "status": status.value,
+                                  "paid_through": paid_through}), []
+
+
+def init_app(app) -> None:
+    app.wsgi_app = EntitlementFastPath(app, app.wsgi_app)  # type: ignore[method-assign]
