@@ -23,6 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 ADMIN_URL = os.environ.get("BENCH_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+# The service reaches PostgreSQL as a co-located deployment would: over the Unix socket.
+SERVICE_HOST = os.environ.get("BENCH_PG_SOCKET", "/var/run/postgresql")
 DB_NAME = "dawns_bench"
 
 
@@ -60,7 +62,11 @@ def prepare_database(members: int) -> str:
                               "not_subscribed", "2026-01-01T00:00:00+00", "2026-01-01T00:00:00+00",
                               "2026-01-01T00:00:00+00"))
         cur.execute("SELECT setval('accounts_id_seq', %s)", (members,))
-        cur.execute("ANALYZE")
+    # Settle the fresh tables now (visibility map, statistics), so that autovacuum does not
+    # start in the middle of a measurement.
+    with psycopg.connect(raw, autocommit=True) as conn:
+        conn.execute("VACUUM (ANALYZE)")
+        conn.execute("CHECKPOINT")
     return url
 
 
@@ -72,6 +78,8 @@ def make_token(url: str) -> str:
 
 
 def service_env(url: str) -> dict[str, str]:
+    if SERVICE_HOST and Path(SERVICE_HOST).exists():
+        url = f"postgresql+psycopg://postgres@/{DB_NAME}?host={SERVICE_HOST}"
     return {
         "DATABASE_URL": url, "SECRET_KEY": "bench-secret", "STRIPE_SECRET_KEY": "sk_test_bench",
         "RATELIMIT_API": "100000000 per minute", "NEWSLETTER_PROVIDER": "log",

@@ -38,6 +38,11 @@ class Account(UserMixin, Base):
     """A person who can log in: a reader (member) or staff."""
 
     __tablename__ = "accounts"
+    __table_args__ = (
+        # Paywall lookups by email need only the id: answered from the index alone.
+        Index("ix_accounts_email_paywall", "email", postgresql_include=["id"]),
+        Index("ix_accounts_created_at", "created_at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     # Stored lowercased: emails are compared case-insensitively everywhere.
@@ -69,6 +74,10 @@ class Membership(Base):
     """The member's state, as decided by the domain rules from Stripe and staff comps."""
 
     __tablename__ = "memberships"
+    # The paywall reads status and paid_through by account: answered from the index alone.
+    __table_args__ = (
+        Index("ix_memberships_paywall", "account_id", postgresql_include=["status", "paid_through"]),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), unique=True)
