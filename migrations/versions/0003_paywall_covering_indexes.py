@@ -10,8 +10,6 @@ Create Date: 2026-11-27 11:30:56.491733
 from __future__ import annotations
 
 from alembic import op
-import sqlalchemy as sa
-import service.db
 
 
 revision = '0003'

@@ -13,7 +13,6 @@ from ..support.events import event, post_event
 from ..support.factories import PASSWORD, make_account
 from ..support.mailchimp_standin import md5
 from ..support.stripe_objects import subscription
-from ..support.stripe_standin import SubscriptionTruth
 from ..support.web import login, post_form
 
 NOW = int(time.time())
