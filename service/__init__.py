@@ -58,7 +58,7 @@ def _ensure_secret_key(app: Flask) -> None:
 
 
 def register_extensions(app: Flask) -> None:
-    from . import db, security
+    from . import db, mail, security
     from .billing.gateway import build_gateway
     from .extensions import csrf, limiter, login_manager
     from .newsletter import runtime as newsletter_runtime
@@ -70,6 +70,7 @@ def register_extensions(app: Flask) -> None:
     login_manager.init_app(app)
     limiter.init_app(app)
     security.init_app(app)
+    mail.init_app(app)
     app.extensions["billing_gateway"] = build_gateway(app.config)
     newsletter_runtime.init_app(app)
     app.extensions["paywall_keys"] = load_keys(app.config)

@@ -149,18 +149,19 @@ def _fetch_one(engine, stmt, params: dict[str, Any]):
     conns = getattr(_thread, "conns", None)
     if conns is None:
         conns = _thread.conns = {}
-    conn = conns.get(id(engine))
+    key = engine.url.render_as_string(hide_password=False)
+    conn = conns.get(key)
     if conn is None:
         proxy = engine.raw_connection()
         conn = proxy.driver_connection
         proxy.detach()  # this thread's own from now on
-        conns[id(engine)] = conn
+        conns[key] = conn
     try:
         with conn.cursor() as cur:
             cur.execute(sql, args)
             return cur.fetchone()
     except Exception:
-        conns.pop(id(engine), None)
+        conns.pop(key, None)
         try:
             conn.close()
         except Exception:  # noqa: BLE001 - it is being discarded anyway
@@ -178,11 +179,12 @@ def close_thread_connections() -> None:
     _thread.conns = {}
 
 
-_compiled_cache: dict[tuple[int, int], tuple[str, tuple[str, ...] | None]] = {}
+_compiled_cache: dict[tuple[str, int], tuple[str, tuple[str, ...] | None]] = {}
 
 
 def _compiled(engine, stmt) -> tuple[str, tuple[str, ...] | None]:
-    key = (id(engine), id(stmt))
+    # The SQL depends on the dialect only (an engine's id() can be reused after it is gone).
+    key = (engine.dialect.name, id(stmt))
     hit = _compiled_cache.get(key)
     if hit is None:
         compiled = stmt.compile(dialect=engine.dialect)

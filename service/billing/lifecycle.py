@@ -137,11 +137,22 @@ def link_customer(
             session.execute(
                 update(StripeSubscription).where(StripeSubscription.id.in_(orphan_ids)).values(account_id=account.id)
             )
+        flagged = session.scalars(
+            select(StripeEvent).where(
+                StripeEvent.customer_stripe_id == customer_id, StripeEvent.account_id.is_(None),
+                StripeEvent.type.in_(["charge.refunded", "charge.dispute.created"]),
+            ).order_by(StripeEvent.stripe_created_at.desc())
+        ).first()
         session.execute(
             update(StripeEvent)
             .where(StripeEvent.customer_stripe_id == customer_id, StripeEvent.account_id.is_(None))
             .values(account_id=account.id)
         )
+        if flagged is not None:
+            # A refund or dispute that came before we knew whose it was: flag it for staff now.
+            membership = membership_for(session, account)
+            membership.flagged_at = utcnow()
+            membership.flag_reason = flagged.note or flagged.type
     return customer
 
 

@@ -26,7 +26,7 @@ def _fmt(state: tuple | None) -> str:
     status, period_end, cancel = state
     text = status
     if period_end is not None:
-        text += f" through {period_end.date().isoformat()}"
+        text += f" through {period_end.isoformat()}"
     if cancel:
         text += " (cancels at period end)"
     return text

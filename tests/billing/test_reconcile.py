@@ -34,15 +34,16 @@ def test_lost_webhook_is_repaired_and_second_run_changes_nothing(app, client, ru
     a = make_account(app, email="a@example.org")
     b = make_account(app, email="b@example.org")
     c = make_account(app, email="c@example.org")
+    period = {"period_start": now - 86400, "period_end": now + 29 * 86400}
     for m, sid in ((a, "sub_a"), (b, "sub_b"), (c, "sub_c")):
         post_event(client, event("customer.subscription.created",
-                                 subscription(id=sid, customer=f"cus_{sid}", status="active", member_id=m),
+                                 subscription(id=sid, customer=f"cus_{sid}", status="active", member_id=m, **period),
                                  created=now - 600))
     # In Stripe, b's renewal failed and c canceled; both webhooks were lost.
     truth = [
-        subscription(id="sub_a", customer="cus_sub_a", status="active", member_id=a),
-        subscription(id="sub_b", customer="cus_sub_b", status="past_due", member_id=b),
-        subscription(id="sub_c", customer="cus_sub_c", status="canceled", member_id=c),
+        subscription(id="sub_a", customer="cus_sub_a", status="active", member_id=a, **period),
+        subscription(id="sub_b", customer="cus_sub_b", status="past_due", member_id=b, **period),
+        subscription(id="sub_c", customer="cus_sub_c", status="canceled", member_id=c, **period),
     ]
     _serve_list(stripe_api, truth)
     from ..support.stripe_standin import SubscriptionTruth

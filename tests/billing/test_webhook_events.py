@@ -320,3 +320,15 @@ def test_dispute_event_keeps_the_customer_it_found(app, client, member, stripe_a
     deliver(client, "charge.dispute.created", {"id": "dp_7", "object": "dispute", "charge": "ch_7", "amount": 500,
                                                "currency": "usd", "reason": "general"})
     assert events(app)[-1].customer_stripe_id == "cus_A"
+
+
+def test_a_refund_before_the_customer_is_linked_is_flagged_once_linked(app, client, member, truth):
+    charge = {"id": "ch_early", "object": "charge", "customer": "cus_L", "amount": 500, "amount_refunded": 500,
+              "currency": "usd", "refunded": True}
+    assert deliver(client, "charge.refunded", charge)["outcome"] == "unlinked"
+    assert membership(app, member).flagged_at is None
+    truth.set(subscription(id="sub_L", customer="cus_L", status="active", member_id=member))
+    cs = checkout_session(member_id=member, email="reader@example.org", customer="cus_L", subscription="sub_L")
+    deliver(client, "checkout.session.completed", cs)
+    m = membership(app, member)
+    assert m.flag_reason == "Refund of $5.00 on ch_early" and m.status == MembershipStatus.ACTIVE

@@ -86,7 +86,9 @@ def test_member_page_answers_who_since_when_and_what_happened(app, seeded):
 
 def _post(client, path, data):
     token = csrf_from(client.get("/staff").get_data(as_text=True))
-    return client.post(path, data={**data, "csrf_token": token})
+    resp = client.post(path, data={**data, "csrf_token": token})
+    resp.close()  # runs what the app does after the response (mail)
+    return resp
 
 
 def _status(app, member):

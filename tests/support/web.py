@@ -20,7 +20,9 @@ def csrf(client: FlaskClient, path: str) -> str:
 
 def post_form(client: FlaskClient, path: str, data: dict, *, form_path: str | None = None, **kwargs):
     token = csrf(client, form_path or path)
-    return client.post(path, data={**data, "csrf_token": token}, **kwargs)
+    resp = client.post(path, data={**data, "csrf_token": token}, **kwargs)
+    resp.close()  # as a WSGI server does: runs what the app does after the response (mail, DAWNS)
+    return resp
 
 
 def login(client: FlaskClient, email: str, password: str, next_url: str | None = None):
