@@ -149,7 +149,9 @@ def _fetch_one(engine, stmt, params: dict[str, Any]):
     conns = getattr(_thread, "conns", None)
     if conns is None:
         conns = _thread.conns = {}
-    key = engine.url.render_as_string(hide_password=False)
+    key = engine.__dict__.get("_paywall_key")
+    if key is None:  # the engine's URL: ids of dead engines can be reused
+        key = engine.__dict__["_paywall_key"] = engine.url.render_as_string(hide_password=False)
     conn = conns.get(key)
     if conn is None:
         proxy = engine.raw_connection()
