@@ -1,8 +1,9 @@
 """Benchmark: the paywall's entitlement check against a bare Flask JSON route.
 
 Seeds 100,000 members in PostgreSQL, serves the service and the bare route with the same
-gunicorn settings, loads each with wrk (random members, the real bearer token) in the same run,
-and prints requests per second, p50 and p99 of both and the ratio (target: at least 0.6).
+gunicorn settings (default: 4 sync workers, as deployed), loads each with wrk (random members,
+the real bearer token) in the same run, and prints requests per second, p50 and p99 of both
+and the ratio (target: at least 0.6).
 
     make bench            # or: .venv/bin/python bench/entitlements.py --members 100000
 """
@@ -89,9 +90,10 @@ def service_env(url: str) -> dict[str, str]:
 def serve(module: str, env_extra: dict[str, str], workers: int, threads: int) -> tuple[subprocess.Popen, int]:
     port = free_port()
     env = {**os.environ, **env_extra}
+    worker = ["--worker-class", "gthread", "--threads", str(threads)] if threads > 1 else ["--worker-class", "sync"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--worker-class", "gthread",
-         "--threads", str(threads), "--bind", f"127.0.0.1:{port}", "--log-level", "warning", module],
+        [sys.executable, "-m", "gunicorn", "--workers", str(workers), *worker,
+         "--bind", f"127.0.0.1:{port}", "--log-level", "warning", module],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 30
@@ -129,8 +131,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=1, help="1: gunicorn's default sync workers")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is not installed (make bench installs it: apt-get install wrk)")
@@ -159,7 +161,8 @@ def main() -> None:
         return s[len(s) // 2]
 
     out = io.StringIO()
-    print(f"\ngunicorn gthread {args.workers}x{args.threads}, wrk -t2 -c{args.connections} -d{args.seconds}s, "
+    kind = f"gthread {args.workers}x{args.threads}" if args.threads > 1 else f"sync workers x{args.workers}"
+    print(f"\ngunicorn {kind}, wrk -t2 -c{args.connections} -d{args.seconds}s, "
           f"{args.rounds} interleaved rounds, medians; {args.members:,} members on PostgreSQL", file=out)
     print(f"{'route':<28}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'non-2xx':>10}", file=out)
     summary = {}
