@@ -145,7 +145,7 @@ def handle(session: Session, gateway: StripeGateway, event: dict[str, Any]) -> O
             applied = sync_subscription(session, gateway, subscription_id, _customer_of(t, obj))
             return Outcome("applied" if applied.account else "unlinked", applied.account)
         case "customer.updated":
-            return _customer_updated(session, obj, created)
+            return _customer_updated(session, gateway, obj, created)
         case "customer.deleted":
             customer = link_customer(session, obj["id"], None)
             customer.deleted = True
@@ -200,10 +200,13 @@ def _flag(session: Session, account: Account | None, note: str) -> Outcome:
     return Outcome("applied", account, note)
 
 
-def _customer_updated(session: Session, obj: dict[str, Any], created: datetime) -> Outcome:
+def _customer_updated(session: Session, gateway: StripeGateway, obj: dict[str, Any], created: datetime) -> Outcome:
     customer = _get_or_create(session, StripeCustomer, {"stripe_id": obj["id"]}, {})
     if customer.snapshot_at is not None and created < customer.snapshot_at:
         return Outcome("stale", session.get(Account, customer.account_id) if customer.account_id else None)
+    if customer.snapshot_at is not None and created == customer.snapshot_at:
+        # Two changes in one second: which is newer is unknown, so ask Stripe (under the lock).
+        obj = gateway.retrieve_customer(obj["id"])
     customer.snapshot_at = created
     email = (obj.get("email") or "").strip().lower() or None
     customer.email = email

@@ -332,3 +332,17 @@ def test_a_refund_before_the_customer_is_linked_is_flagged_once_linked(app, clie
     deliver(client, "checkout.session.completed", cs)
     m = membership(app, member)
     assert m.flag_reason == "Refund of $5.00 on ch_early" and m.status == MembershipStatus.ACTIVE
+
+
+def test_two_customer_updates_in_one_second_are_settled_by_reading_the_customer(app, client, member, stripe_api):
+    deliver(client, "customer.subscription.created", sub(member))
+    stripe_api.on("GET", "/v1/customers/cus_A", Reply(200, {"id": "cus_A", "object": "customer",
+                                                           "email": "second@example.org"}))
+    deliver(client, "customer.updated", {"id": "cus_A", "object": "customer", "email": "second@example.org"},
+            created=NOW + 5)
+    # The first change arrives last, stamped with the same second: Stripe says which is current.
+    deliver(client, "customer.updated", {"id": "cus_A", "object": "customer", "email": "first@example.org"},
+            created=NOW + 5)
+    with app.app_context():
+        assert get_session().get(Account, member).email == "second@example.org"
+    assert len(stripe_api.calls("GET", "/v1/customers/cus_A")) == 1
