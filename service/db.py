@@ -105,9 +105,6 @@ def get_engine() -> Engine:
     return current_app.extensions["db_engine"]
 
 
-def get_read_engine() -> Engine:
-    return current_app.extensions["db_read_engine"]
-
 
 def get_session() -> Session:
     if "db_session" not in g:

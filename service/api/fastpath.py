@@ -51,47 +51,48 @@ class EntitlementFastPath:
         return [b""] if environ.get("REQUEST_METHOD") == "HEAD" else [payload]
 
     @staticmethod
-    def _error(status: int, code: str, message: str, **more: Any) -> dict[str, Any]:
+    def _error(code: str, message: str, **more: Any) -> dict[str, Any]:
+        """The API's error shape, as `errors.json_error` writes it inside Flask."""
         return {"error": {"code": code, "message": message, **more}}
 
     def answer(self, environ: dict[str, Any]) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
         if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
-            return 405, self._error(405, "method_not_allowed", "Use GET."), [("Allow", "GET, HEAD")]
+            return 405, self._error("method_not_allowed", "Use GET."), [("Allow", "GET, HEAD")]
         scheme, _, token = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
         token = token.strip()
         challenge = [("WWW-Authenticate", 'Bearer realm="dawns-membership"')]
         if scheme.lower() != "bearer" or not token:
-            return 401, self._error(401, "unauthorized", "Send an API token: Authorization: Bearer <token>."), challenge
+            return 401, self._error("unauthorized", "Send an API token: Authorization: Bearer <token>."), challenge
         raw_query = environ.get("QUERY_STRING", "")
         try:
             pairs = parse_qsl(raw_query, keep_blank_values=True, errors="strict")
         except (UnicodeDecodeError, ValueError):
-            return 400, self._error(400, "bad_request", "The query string is not valid."), []
+            return 400, self._error("bad_request", "The query string is not valid."), []
         if any("\x00" in v for _, v in pairs):
-            return 400, self._error(400, "bad_request", "The query string is not valid."), []
+            return 400, self._error("bad_request", "The query string is not valid."), []
         engines = (self.app.extensions["db_read_engine"], self.app.extensions["db_engine"])
         try:
             args = _plain(pairs) or _query.load(dict(pairs))
         except ValidationError as exc:
             # Still say 401 first to a caller whose token is not good.
             if entitlement_lookup(engines, token, email=None, member_id=0) is None:
-                return 401, self._error(401, "unauthorized", "The API token is not valid (unknown or revoked)."), challenge
+                return 401, self._error("unauthorized", "The API token is not valid (unknown or revoked)."), challenge
             fields = {k: v if isinstance(v, list) else [str(v)] for k, v in exc.normalized_messages().items()}
-            return 422, self._error(422, "validation_error", "Invalid query parameters.", fields=fields), []
+            return 422, self._error("validation_error", "Invalid query parameters.", fields=fields), []
         try:
             found = entitlement_lookup(engines, token, email=args["email"], member_id=args["member_id"],
                                        cache_seconds=self.app.config["API_TOKEN_CACHE_SECONDS"])
         except SQLAlchemyError as exc:
             log.error("entitlement check failed: database unavailable (%s)", exc.__class__.__name__)
-            return 503, self._error(503, "unavailable", "The membership database is unavailable; retry."), []
+            return 503, self._error("unavailable", "The membership database is unavailable; retry."), []
         except Exception:  # noqa: BLE001 - never a stack trace to the website
             log.exception("entitlement check failed")
-            return 500, self._error(500, "internal_error", "Something went wrong on our side."), []
+            return 500, self._error("internal_error", "Something went wrong on our side."), []
         if found is None:
-            return 401, self._error(401, "unauthorized", "The API token is not valid (unknown or revoked)."), challenge
+            return 401, self._error("unauthorized", "The API token is not valid (unknown or revoked)."), challenge
         status, paid_through = found
         if status is None:
-            return 404, self._error(404, "not_found", "No member with that email or id."), []
+            return 404, self._error("not_found", "No member with that email or id."), []
         return 200, _answer.dump({"entitled": is_entitled(status), "status": status.value,
                                   "paid_through": paid_through}), []
 

@@ -58,10 +58,6 @@ class Applied:
     sub_before: tuple | None = None
     sub_after: tuple | None = None
 
-    @property
-    def changed(self) -> bool:
-        return self.before != self.after
-
 
 def _get_or_create(session: Session, model: type, lookup: dict[str, Any], defaults: dict[str, Any]):
     """Race-safe get-or-create on a unique column; the row comes back locked."""
@@ -88,6 +84,14 @@ def membership_for(session: Session, account: Account) -> Membership:
         membership = Membership(account_id=account.id, status=MembershipStatus.PENDING)
         session.add(membership)
         session.flush()
+    return membership
+
+
+def flag(session: Session, account: Account, reason: str) -> Membership:
+    """Put the member on staff's list (refunds, disputes, email conflicts)."""
+    membership = membership_for(session, account)
+    membership.flagged_at = utcnow()
+    membership.flag_reason = reason
     return membership
 
 
@@ -150,9 +154,7 @@ def link_customer(
         )
         if flagged is not None:
             # A refund or dispute that came before we knew whose it was: flag it for staff now.
-            membership = membership_for(session, account)
-            membership.flagged_at = utcnow()
-            membership.flag_reason = flagged.note or flagged.type
+            flag(session, account, flagged.note or flagged.type)
     return customer
 
 

@@ -8,12 +8,18 @@ from ..models import Account, StripeCustomer
 from .runtime import get_gateway
 
 
-def portal_url(account: Account, return_url: str) -> str | None:
-    customer = get_session().scalars(
-        select(StripeCustomer)
+def current_customer_id(account: Account) -> str | None:
+    """The member's newest Stripe customer that still exists (reused by Checkout and the Portal)."""
+    return get_session().scalar(
+        select(StripeCustomer.stripe_id)
         .where(StripeCustomer.account_id == account.id, StripeCustomer.deleted.is_(False))
         .order_by(StripeCustomer.id.desc())
-    ).first()
-    if customer is None:
+        .limit(1)
+    )
+
+
+def portal_url(account: Account, return_url: str) -> str | None:
+    customer_id = current_customer_id(account)
+    if customer_id is None:
         return None
-    return get_gateway().create_portal_session(customer.stripe_id, return_url)["url"]
+    return get_gateway().create_portal_session(customer_id, return_url)["url"]

@@ -14,15 +14,17 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ..db import get_session, utcnow
+from ..db import get_session
 from ..models import Account, AuditLog, StripeCustomer, StripeEvent
 from .gateway import BillingError, StripeGateway
 from .lifecycle import (
     _get_or_create,
     apply_subscription_event,
     find_account_for,
+    flag,
     fulfil_checkout_session,
     link_customer,
+    membership_for,
     recompute_membership,
     sync_subscription,
 )
@@ -194,9 +196,7 @@ def _flag(session: Session, account: Account | None, note: str) -> Outcome:
     subscription's status, which their own subscription events change."""
     if account is None:
         return Outcome("unlinked", note=note)
-    membership = recompute_membership(session, account)
-    membership.flagged_at = utcnow()
-    membership.flag_reason = note
+    flag(session, account, note)
     return Outcome("applied", account, note)
 
 
@@ -216,15 +216,13 @@ def _customer_updated(session: Session, gateway: StripeGateway, obj: dict[str, A
     taken = session.scalar(select(func.count(Account.id)).where(Account.email == email, Account.id != account.id))
     if taken:
         note = f"Stripe email changed to {email}, which another account uses; account email kept"
-        membership = recompute_membership(session, account)
-        membership.flagged_at = utcnow()
-        membership.flag_reason = note
+        flag(session, account, note)
         return Outcome("applied", account, note)
     old = account.email
     account.email = email
     session.add(AuditLog(actor_id=None, actor_email="stripe", action="email_changed",
                          target_account_id=account.id, details={"from": old, "to": email}))
-    membership = recompute_membership(session, account)
+    membership = membership_for(session, account)
     if membership.newsletter_desired != "none":
         enqueue_if_changed(session, account, membership, force=True)  # move the list member too
     return Outcome("applied", account, f"email changed from {old} to {email}")

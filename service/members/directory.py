@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, func, or_, select
@@ -99,10 +98,3 @@ def member_dict(account: Account, membership: Membership, customer_id: str | Non
         "newsletter": {"status": membership.newsletter_status, "synced_at": membership.newsletter_synced_at},
         "created_at": account.created_at,
     }
-
-
-@dataclass(frozen=True)
-class Entitlement:
-    entitled: bool
-    status: str
-    paid_through: datetime | None

@@ -13,10 +13,11 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from ..billing.gateway import BillingError, CheckoutRequest
 from ..billing.lifecycle import fulfil_checkout_session
 from ..billing.runtime import get_gateway
+from ..billing.services import current_customer_id
 from ..db import get_session, utcnow
-from ..domain.membership import MembershipStatus, Role
+from ..domain.membership import MembershipStatus, Role, is_entitled
 from ..mail import MailError, send_mail
-from ..models import Account, AuditLog, Membership, StripeCustomer, session_fingerprint
+from ..models import Account, AuditLog, Membership, session_fingerprint
 
 log = logging.getLogger("service.members")
 
@@ -79,17 +80,11 @@ def start_checkout(account: Account) -> str:
     """Create a Stripe Checkout Session for the member and return its URL.
 
     Raises BillingError (the account stays pending)."""
-    session = get_session()
-    customer = session.scalars(
-        select(StripeCustomer)
-        .where(StripeCustomer.account_id == account.id, StripeCustomer.deleted.is_(False))
-        .order_by(StripeCustomer.id.desc())
-    ).first()
     base = current_app.config["PUBLIC_BASE_URL"]
     req = CheckoutRequest(
         member_id=account.id,
         email=account.email,
-        customer_id=customer.stripe_id if customer else None,
+        customer_id=current_customer_id(account),
         # {CHECKOUT_SESSION_ID} is filled in by Stripe: https://docs.stripe.com/payments/checkout/custom-success-page
         success_url=f"{base}/join/success?session_id={{CHECKOUT_SESSION_ID}}",
         cancel_url=f"{base}/join/cancelled",
@@ -119,10 +114,9 @@ def confirm_checkout(session_id: str) -> SuccessView:
     if account is None:
         return SuccessView("unknown", None)
     status = account.membership.status if account.membership else MembershipStatus.PENDING
-    paid = checkout.get("status") == "complete" and checkout.get("payment_status") in ("paid", "no_payment_required")
-    if status in (MembershipStatus.ACTIVE, MembershipStatus.PAST_DUE, MembershipStatus.COMPED):
+    if is_entitled(status):
         return SuccessView("confirmed", status)
-    return SuccessView("processing" if paid or checkout.get("status") != "expired" else "unknown", status)
+    return SuccessView("unknown" if checkout.get("status") == "expired" else "processing", status)
 
 
 def authenticate(email: str, password: str) -> Account | None:

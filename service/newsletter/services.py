@@ -9,7 +9,7 @@ from sqlalchemy import or_, select
 from ..db import get_session, utcnow
 from ..domain.newsletter import Desired
 from ..models import Account, AuditLog, Membership
-from .outbox import enqueue_if_changed, retry_failed
+from .outbox import enqueue_if_changed
 
 log = logging.getLogger("service.newsletter")
 
@@ -84,10 +84,3 @@ def mailchimp_event(kind: str, data: dict[str, Any]) -> str:
     session.commit()
     log.info("mailchimp %s for member %s", kind, account.id)
     return "applied"
-
-
-def retry_delivery(row_id: int) -> bool:
-    session = get_session()
-    ok = retry_failed(session, row_id)
-    session.commit()
-    return ok

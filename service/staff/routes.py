@@ -94,19 +94,28 @@ def _back(member_id: int):
     return redirect(url_for("staff.member", member_id=member_id), code=303)
 
 
-def _run(member_id: int, form, action, done: str):
+def _admin_back():
+    return redirect(url_for("staff.admin"), code=303)
+
+
+def _flash_errors(form) -> None:
+    for errors in form.errors.values():
+        for e in errors:
+            flash(e, "error")
+
+
+def _run(form, action, done: str, back):
+    """Every staff action: validate (with its confirmation box), act, say what happened, go back."""
     if not form.validate_on_submit():
-        for errors in form.errors.values():
-            for e in errors:
-                flash(e, "error")
-        return _back(member_id)
+        _flash_errors(form)
+        return back
     try:
         action()
     except services.ActionError as exc:
         flash(str(exc), "error")
     else:
         flash(done, "info")
-    return _back(member_id)
+    return back
 
 
 @bp.post("/members/<int:member_id>/comp")
@@ -118,28 +127,28 @@ def comp(member_id: int):
         until = datetime.combine(form.until.data, time.max, tzinfo=timezone.utc) if form.until.data else None
         services.comp(current_user, member_id, form.reason.data.strip(), until)
 
-    return _run(member_id, form, act, "Complimentary membership granted.")
+    return _run(form, act, "Complimentary membership granted.", _back(member_id))
 
 
 @bp.post("/members/<int:member_id>/comp/revoke")
 @staff_required
 def revoke_comp(member_id: int):
-    return _run(member_id, ConfirmForm(), lambda: services.revoke_comp(current_user, member_id),
-                "Complimentary membership revoked.")
+    return _run(ConfirmForm(), lambda: services.revoke_comp(current_user, member_id),
+                "Complimentary membership revoked.", _back(member_id))
 
 
 @bp.post("/members/<int:member_id>/newsletter/<int:row_id>/retry")
 @staff_required
 def retry_newsletter(member_id: int, row_id: int):
-    return _run(member_id, ConfirmForm(), lambda: services.retry_newsletter(current_user, member_id, row_id),
-                "The newsletter delivery will be retried.")
+    return _run(ConfirmForm(), lambda: services.retry_newsletter(current_user, member_id, row_id),
+                "The newsletter delivery will be retried.", _back(member_id))
 
 
 @bp.post("/members/<int:member_id>/send-reset")
 @staff_required
 def send_reset(member_id: int):
-    return _run(member_id, ConfirmForm(), lambda: services.send_reset(current_user, member_id),
-                "A password reset link was sent to the member.")
+    return _run(ConfirmForm(), lambda: services.send_reset(current_user, member_id),
+                "A password reset link was sent to the member.", _back(member_id))
 
 
 def _neutralise(value) -> str:
@@ -190,51 +199,29 @@ def export():
 @bp.get("/admin")
 @admin_required
 def admin():
+    return _admin_page()
+
+
+def _admin_page(new_token: tuple[str, str] | None = None):
     return render_template("staff/admin.html", staff=services.staff_accounts(), tokens=api_tokens.list_tokens(),
                            add_form=AddStaffForm(prefix="add"), token_form=TokenForm(prefix="tok"),
-                           role_form=RoleForm(), confirm_form=ConfirmForm(), new_token=None)
-
-
-def _admin_back():
-    return redirect(url_for("staff.admin"), code=303)
-
-
-def _flash_errors(form) -> None:
-    for errors in form.errors.values():
-        for e in errors:
-            flash(e, "error")
+                           role_form=RoleForm(), confirm_form=ConfirmForm(), new_token=new_token)
 
 
 @bp.post("/admin/staff")
 @admin_required
 def add_staff():
     form = AddStaffForm(prefix="add")
-    if not form.validate_on_submit():
-        _flash_errors(form)
-        return _admin_back()
-    try:
-        services.add_staff(current_user, form.email.data, form.name.data, Role(form.role.data))
-    except services.ActionError as exc:
-        flash(str(exc), "error")
-    else:
-        flash("Staff account added; a link to choose a password was emailed.", "info")
-    return _admin_back()
+    return _run(form, lambda: services.add_staff(current_user, form.email.data, form.name.data, Role(form.role.data)),
+                "Staff account added; a link to choose a password was emailed.", _admin_back())
 
 
 @bp.post("/admin/staff/<int:account_id>/role")
 @admin_required
 def set_role(account_id: int):
     form = RoleForm()
-    if not form.validate_on_submit():
-        _flash_errors(form)
-        return _admin_back()
-    try:
-        services.set_role(current_user, account_id, Role(form.role.data))
-    except services.ActionError as exc:
-        flash(str(exc), "error")
-    else:
-        flash("Role changed.", "info")
-    return _admin_back()
+    return _run(form, lambda: services.set_role(current_user, account_id, Role(form.role.data)),
+                "Role changed.", _admin_back())
 
 
 @bp.post("/admin/tokens")
@@ -249,21 +236,14 @@ def create_token():
     except api_tokens.TokenExists:
         flash("A token with that name exists.", "error")
         return _admin_back()
-    # Shown once, on this response only; never stored.
-    return render_template("staff/admin.html", staff=services.staff_accounts(), tokens=api_tokens.list_tokens(),
-                           add_form=AddStaffForm(prefix="add"), token_form=TokenForm(prefix="tok"),
-                           role_form=RoleForm(), confirm_form=ConfirmForm(), new_token=(form.name.data, token))
+    return _admin_page(new_token=(form.name.data, token))  # shown once, on this response only
 
 
 @bp.post("/admin/tokens/<name>/revoke")
 @admin_required
 def revoke_token(name: str):
-    form = ConfirmForm()
-    if not form.validate_on_submit():
-        _flash_errors(form)
-        return _admin_back()
-    if api_tokens.revoke_token(name, actor=current_user.email, actor_id=current_user.id):
-        flash(f"Token {name} revoked.", "info")
-    else:
-        flash("No such live token.", "error")
-    return _admin_back()
+    def act():
+        if not api_tokens.revoke_token(name, actor=current_user.email, actor_id=current_user.id):
+            raise services.ActionError("No such live token.")
+
+    return _run(ConfirmForm(), act, f"Token {name} revoked.", _admin_back())

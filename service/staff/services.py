@@ -1,6 +1,8 @@
 """Staff actions: each one is recorded in the audit log with who and when."""
 from __future__ import annotations
 
+import secrets
+
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -100,8 +102,6 @@ def send_reset(actor: Account, member_id: int) -> None:
 def add_staff(actor: Account, email: str, name: str, role: Role) -> Account:
     if find_by_email(email) is not None:
         raise ActionError("That email already has an account.")
-    import secrets
-
     account = create_staff(email, name, secrets.token_urlsafe(32), role)
     request_password_reset(account.email)  # they choose their own password
     _audit(actor, "staff_add", account, role=role.value)

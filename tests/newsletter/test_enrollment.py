@@ -148,8 +148,9 @@ def test_after_max_attempts_the_change_is_marked_failed_for_staff_and_can_be_ret
     with app.app_context():
         row = get_session().scalars(select(NewsletterOutbox)).one()
         assert row.attempts == 3 and "500" in row.last_error
-        from service.newsletter.services import retry_delivery
-        assert retry_delivery(row.id) is True
+        from service.newsletter.outbox import retry_failed
+        assert retry_failed(get_session(), row.id) is True
+        get_session().commit()
     mailchimp.failures.clear()
     app.test_cli_runner().invoke(args=["newsletter", "sync"])
     assert outbox(app, m) == [("subscribed", "delivered")]
