@@ -146,3 +146,23 @@ def test_concurrent_claims_never_hand_out_the_same_row_twice(make_app, database_
     for t in threads:
         t.join()
     assert len(claimed) == len(set(claimed)) == 40
+
+
+def test_watch_keeps_delivering_and_stops_cleanly_on_sigterm(make_app, mailchimp, tmp_path):
+    app = make_app(NEWSLETTER_PROVIDER="mailchimp", MAILCHIMP_API_KEY=mailchimp.api_key,
+                   MAILCHIMP_SERVER_PREFIX="us1", MAILCHIMP_LIST_ID=mailchimp.list_id,
+                   MAILCHIMP_API_BASE=mailchimp.base, NEWSLETTER_INLINE_DISABLED=True)
+    env = {**worker_env(app, mailchimp, lease=5.0), "NEWSLETTER_POLL_SECONDS": "0.2"}
+    cmd = [sys.executable, "-m", "flask", "--app", "wsgi", "newsletter", "sync", "--watch"]
+    with open(tmp_path / "watch.log", "wb") as out:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        enroll(app, 3)  # changes made while the worker is already running
+        assert poll(lambda: counts(app) == {"delivered": 3}, timeout=30)
+        assert proc.poll() is None  # still watching
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
