@@ -29,6 +29,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     if test_config:
         app.config.update(test_config)
     _ensure_secret_key(app)
+    _refuse_unsafe_production(app)
     if app.config["TRUST_PROXY_HOPS"]:
         hops = app.config["TRUST_PROXY_HOPS"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
@@ -57,6 +58,26 @@ def _ensure_secret_key(app: Flask) -> None:
     app.config["SECRET_KEY"] = key_file.read_text().strip()
 
 
+class UnsafeSettings(RuntimeError):
+    """A setting that must not be used in production; the message names it and says why."""
+
+
+def _refuse_unsafe_production(app: Flask) -> None:
+    """With an https PUBLIC_BASE_URL (production), refuse what only development may use."""
+    if not app.config["PUBLIC_BASE_URL"].startswith("https://"):
+        return
+    if app.config["MAIL_BACKEND"] == "log":
+        raise UnsafeSettings("MAIL_BACKEND=log is refused in production (PUBLIC_BASE_URL is https): password "
+                             "reset and sign-in links would sit in the logs. Set MAIL_BACKEND=smtp and SMTP_*.")
+    if app.config["DEMO_CHECKOUT"]:
+        raise UnsafeSettings("DEMO_CHECKOUT is refused in production (PUBLIC_BASE_URL is https): its pages "
+                             "take test cards instead of Stripe Checkout. Unset DEMO_CHECKOUT.")
+    if app.config["NEWSLETTER_PROVIDER"] == "log":
+        app.config["NEWSLETTER_GOING_NOWHERE"] = True
+        log.warning("NEWSLETTER_PROVIDER=log in production (PUBLIC_BASE_URL is https): DAWNS Digest "
+                    "enrollments are only logged, not sent to Mailchimp")
+
+
 def register_extensions(app: Flask) -> None:
     from . import db, mail, security
     from .billing.gateway import build_gateway
@@ -80,7 +101,7 @@ def register_extensions(app: Flask) -> None:
     def _load(session_id: str):
         import hmac
 
-        from .members.services import get_account
+        from .members.services import get_account, session_is_live
         from .models import session_fingerprint
 
         account_id, _, fingerprint = session_id.partition(":")
@@ -89,6 +110,8 @@ def register_extensions(app: Flask) -> None:
         account = get_account(int(account_id))
         if account is None or not hmac.compare_digest(fingerprint, session_fingerprint(account)):
             return None  # password or role changed since this session began
+        if not session_is_live(account.id):
+            return None  # logged out, signed out everywhere, or ended by staff
         return account
 
 

@@ -112,14 +112,22 @@ def init_app(app: Flask) -> None:
 
     @tokens_group.command("create")
     @click.argument("name")
-    def tokens_create(name: str) -> None:
+    @click.option("--scope", "scopes", multiple=True, metavar="SCOPE",
+                  help="entitlements:read, members:read, organisations:read or metrics:read; repeat for more "
+                       "(default: entitlements:read).")
+    def tokens_create(name: str, scopes: tuple[str, ...]) -> None:
         """Create a token and print it once (only its hash is stored)."""
-        from .api.tokens import TokenExists, create_token
+        from .api.auth import DEFAULT_SCOPES
+        from .api.tokens import TokenExists, TokenInvalid, create_token
 
+        if not scopes:
+            click.echo(f"no --scope given: the token gets {' '.join(DEFAULT_SCOPES)} only", err=True)
         try:
-            token = create_token(name)
+            token = create_token(name, scopes or DEFAULT_SCOPES)
         except TokenExists:
             raise click.ClickException(f"a token named {name!r} exists; revoke it or pick another name") from None
+        except TokenInvalid as exc:
+            raise click.ClickException(str(exc)) from None
         click.echo(token)
 
     @tokens_group.command("revoke")
@@ -128,7 +136,7 @@ def init_app(app: Flask) -> None:
         """Revoke a token: it stops working at once."""
         from .api.tokens import revoke_token
 
-        if not revoke_token(name):
+        if revoke_token(name) is None:
             raise click.ClickException(f"no live token named {name!r}")
         click.echo(f"token {name} revoked")
 

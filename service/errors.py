@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from flask import Flask, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
@@ -29,8 +30,22 @@ def wants_json() -> bool:
     )
 
 
-def json_error(status: int, message: str, code: str | None = None):
-    return jsonify(error={"code": code or CODES.get(status, "error"), "message": message}), status
+def error_body(code: str, message: str, **more: Any) -> dict[str, Any]:
+    """The one JSON error shape of the service: {"error": {"code", "message", ...}}."""
+    return {"error": {"code": code, "message": message, **more}}
+
+
+def json_error(status: int, message: str, code: str | None = None, headers: Any = None, **more: Any):
+    resp = jsonify(error_body(code or CODES.get(status, "error"), message, **more))
+    resp.status_code = status
+    for name, value in headers or ():
+        resp.headers[name] = value
+    return resp, status
+
+
+def _protocol_headers(exc: HTTPException) -> list[tuple[str, str]]:
+    """Headers an HTTP error must keep, e.g. `Allow` on a 405 (RFC 9110 section 15.5.6)."""
+    return [(k, v) for k, v in exc.get_headers() if k.lower() != "content-type"]
 
 
 def init_app(app: Flask) -> None:
@@ -44,15 +59,16 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException):
         status = exc.code or 500
+        headers = _protocol_headers(exc)
         if wants_json():
-            return json_error(status, exc.description or "")
+            return json_error(status, exc.description or "", headers=headers)
         titles = {403: "Not allowed", 404: "Page not found", 429: "Too many attempts"}
         message = {
             429: "You have tried this too many times. Please wait a little and try again.",
             403: "Your account cannot open this page.",
         }.get(status, exc.description)
         return render_template("errors/error.html", status=status, title=titles.get(status, exc.name),
-                               message=message), status
+                               message=message), status, headers
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):

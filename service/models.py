@@ -201,6 +201,8 @@ class ApiToken(Base):
     name: Mapped[str] = mapped_column(String(100), unique=True)
     # SHA-256 of the token: the token itself is shown once and never stored.
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # Space-separated scopes (SPEC "Trust rules"), e.g. "entitlements:read members:read".
+    scopes: Mapped[str] = mapped_column(String(200), default="entitlements:read")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None]
     last_used_at: Mapped[datetime | None]
@@ -222,3 +224,56 @@ class AuditLog(Base):
     )
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class CheckoutSession(Base):
+    """Every Stripe Checkout Session: the ones this service created (with the account it made
+    each one for), and, as received, the ones it did not (Payment Links, pricing tables, the
+    Dashboard). Only a session of ours links a Stripe customer to an account (SPEC "Trust rules")."""
+
+    __tablename__ = "checkout_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    stripe_id: Mapped[str] = mapped_column(String(255), unique=True)
+    # True: created by this service for `account_id`. False: seen in a webhook, never trusted.
+    ours: Mapped[bool] = mapped_column(Boolean)
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="SET NULL"), index=True)
+    purpose: Mapped[str] = mapped_column(String(20), default="membership")
+    status: Mapped[str] = mapped_column(String(20), default="open")
+    customer_stripe_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    subscription_stripe_id: Mapped[str | None] = mapped_column(String(255))
+    # What a foreign session claimed (client_reference_id) and its payer's email, for staff only.
+    claimed_reference: Mapped[str | None] = mapped_column(String(255))
+    email: Mapped[str | None] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    completed_at: Mapped[datetime | None]
+
+
+class AccountToken(Base):
+    """Single-use links sent by email (email confirmation; later sign-in links and invitations).
+
+    Only the SHA-256 of the token is stored; `used_at` makes it single use."""
+
+    __tablename__ = "account_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    purpose: Mapped[str] = mapped_column(String(30))
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+
+
+class LoginSession(Base):
+    """A signed-in browser. The cookie carries a random id; its hash is here, so logging out
+    (or "sign out everywhere", or staff) ends the session on the server, not just in the cookie."""
+
+    __tablename__ = "login_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    ended_at: Mapped[datetime | None]

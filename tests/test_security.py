@@ -21,7 +21,7 @@ def test_session_cookie_is_httponly_lax_and_not_secure_in_development(app, clien
 
 
 def test_session_cookie_is_secure_outside_development(make_app):
-    app = make_app(PUBLIC_BASE_URL="https://members.example.org", SESSION_COOKIE_SECURE=True)
+    app = make_app(PUBLIC_BASE_URL="https://members.example.org", SESSION_COOKIE_SECURE=True, MAIL_BACKEND="smtp")
     make_account(app)
     client = app.test_client()
     resp = login(client, "reader@example.org", PASSWORD)

@@ -19,7 +19,9 @@ from marshmallow import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..domain.membership import is_entitled
+from ..errors import error_body
 from ..security import HSTS, SECURITY_HEADERS
+from . import auth
 from .schemas import EntitlementQuerySchema, EntitlementSchema
 from .tokens import entitlement_lookup
 
@@ -28,7 +30,7 @@ log = logging.getLogger("service.api")
 PATH = "/api/v1/entitlements"
 _query = EntitlementQuerySchema()
 _answer = EntitlementSchema()
-_STATUS_TEXT = {200: "200 OK", 401: "401 UNAUTHORIZED", 404: "404 NOT FOUND", 405: "405 METHOD NOT ALLOWED",
+_STATUS_TEXT = {200: "200 OK", 401: "401 UNAUTHORIZED", 403: "403 FORBIDDEN", 404: "404 NOT FOUND", 405: "405 METHOD NOT ALLOWED",
                 400: "400 BAD REQUEST", 422: "422 UNPROCESSABLE ENTITY", 500: "500 INTERNAL SERVER ERROR",
                 503: "503 SERVICE UNAVAILABLE"}
 
@@ -50,51 +52,51 @@ class EntitlementFastPath:
         start_response(_STATUS_TEXT[status], [*self.headers, ("Content-Length", str(len(payload))), *extra])
         return [b""] if environ.get("REQUEST_METHOD") == "HEAD" else [payload]
 
-    @staticmethod
-    def _error(code: str, message: str, **more: Any) -> dict[str, Any]:
-        """The API's error shape, as `errors.json_error` writes it inside Flask."""
-        return {"error": {"code": code, "message": message, **more}}
-
     def answer(self, environ: dict[str, Any]) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
         if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
-            return 405, self._error("method_not_allowed", "Use GET."), [("Allow", "GET, HEAD")]
-        scheme, _, token = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
-        token = token.strip()
-        challenge = [("WWW-Authenticate", 'Bearer realm="dawns-membership"')]
-        if scheme.lower() != "bearer" or not token:
-            return 401, self._error("unauthorized", "Send an API token: Authorization: Bearer <token>."), challenge
-        raw_query = environ.get("QUERY_STRING", "")
+            return 405, error_body("method_not_allowed", "Use GET."), [("Allow", "GET, HEAD")]
+        token = auth.bearer(environ.get("HTTP_AUTHORIZATION"))
+        if token is None:
+            return _denied(auth.MISSING)
+        digest = auth.digest_of(token)
+        if digest is None:
+            return _denied(auth.INVALID)
         try:
-            pairs = parse_qsl(raw_query, keep_blank_values=True, errors="strict")
+            pairs = parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True, errors="strict")
         except (UnicodeDecodeError, ValueError):
-            return 400, self._error("bad_request", "The query string is not valid."), []
+            return 400, error_body("bad_request", "The query string is not valid."), []
         if any("\x00" in v for _, v in pairs):
-            return 400, self._error("bad_request", "The query string is not valid."), []
+            return 400, error_body("bad_request", "The query string is not valid."), []
         engines = (self.app.extensions["db_read_engine"], self.app.extensions["db_engine"])
+        invalid: ValidationError | None = None
         try:
             args = _plain(pairs) or _query.load(dict(pairs))
         except ValidationError as exc:
-            # Still say 401 first to a caller whose token is not good.
-            if entitlement_lookup(engines, token, email=None, member_id=0) is None:
-                return 401, self._error("unauthorized", "The API token is not valid (unknown or revoked)."), challenge
-            fields = {k: v if isinstance(v, list) else [str(v)] for k, v in exc.normalized_messages().items()}
-            return 422, self._error("validation_error", "Invalid query parameters.", fields=fields), []
+            invalid = exc  # a caller whose token is not good still hears 401/403 first
+            args = {"email": None, "member_id": 0}
         try:
-            found = entitlement_lookup(engines, token, email=args["email"], member_id=args["member_id"],
-                                       cache_seconds=self.app.config["API_TOKEN_CACHE_SECONDS"])
+            verdict, member = entitlement_lookup(engines, digest, email=args["email"], member_id=args["member_id"],
+                                                 cache_seconds=self.app.config["API_TOKEN_CACHE_SECONDS"])
         except SQLAlchemyError as exc:
             log.error("entitlement check failed: database unavailable (%s)", exc.__class__.__name__)
-            return 503, self._error("unavailable", "The membership database is unavailable; retry."), []
+            return 503, error_body("unavailable", "The membership database is unavailable; retry."), []
         except Exception:  # noqa: BLE001 - never a stack trace to the website
             log.exception("entitlement check failed")
-            return 500, self._error("internal_error", "Something went wrong on our side."), []
-        if found is None:
-            return 401, self._error("unauthorized", "The API token is not valid (unknown or revoked)."), challenge
-        status, paid_through = found
-        if status is None:
-            return 404, self._error("not_found", "No member with that email or id."), []
+            return 500, error_body("internal_error", "Something went wrong on our side."), []
+        if isinstance(verdict, auth.Denied):
+            return _denied(verdict)
+        if invalid is not None:
+            fields = {k: v if isinstance(v, list) else [str(v)] for k, v in invalid.normalized_messages().items()}
+            return 422, error_body("validation_error", "Invalid query parameters.", fields=fields), []
+        if member is None:
+            return 404, error_body("not_found", "No member with that email or id."), []
+        status, paid_through = member
         return 200, _answer.dump({"entitled": is_entitled(status), "status": status.value,
                                   "paid_through": paid_through}), []
+
+
+def _denied(denied: auth.Denied) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
+    return denied.status, denied.body(), list(denied.headers)
 
 
 def _plain(pairs: list[tuple[str, str]]) -> dict[str, Any] | None:

@@ -1,51 +1,82 @@
-"""API tokens: shown once, stored as SHA-256, compared in constant time, revocable."""
+"""API tokens: shown once, stored as SHA-256, compared in constant time, scoped, revocable.
+
+Judging a token (unknown, revoked, scope) is `auth.py`'s job; this module creates, lists and
+revokes them, and holds the paywall's combined token-and-membership read.
+"""
 from __future__ import annotations
 
-import hashlib
-import hmac
+import re
 import secrets
 import threading
 import time
+from collections.abc import Iterable
+from datetime import datetime, timezone
 from typing import Any
-from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import bindparam, select, true, update
 
 from ..db import get_session, utcnow
 from ..domain.membership import MembershipStatus
 from ..models import Account, ApiToken, AuditLog, Membership
+from . import auth
 
-PREFIX = "dawns_"
-
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+NAME_RULE = "letters, digits, dot, underscore and hyphen; 1 to 64 characters"
 
 
 class TokenExists(Exception):
     pass
 
 
-def create_token(name: str, actor: str = "cli", actor_id: int | None = None) -> str:
+class TokenInvalid(ValueError):
+    """A name or scope that is not allowed; the message says which rule."""
+
+
+def check_name(name: str) -> str:
+    if not NAME_RE.match(name or ""):
+        raise TokenInvalid(f"A token name uses {NAME_RULE}.")
+    return name
+
+
+def check_scopes(scopes: Iterable[str]) -> tuple[str, ...]:
+    chosen = tuple(dict.fromkeys(scopes))  # keep the order given, drop repeats
+    unknown = [s for s in chosen if s not in auth.SCOPES]
+    if unknown:
+        raise TokenInvalid(f"Unknown scope {unknown[0]!r}; the scopes are {', '.join(auth.SCOPES)}.")
+    if not chosen:
+        raise TokenInvalid("Give a token at least one scope.")
+    return chosen
+
+
+def create_token(name: str, scopes: Iterable[str] = auth.DEFAULT_SCOPES, actor: str = "cli",
+                 actor_id: int | None = None) -> str:
+    check_name(name)
+    chosen = check_scopes(scopes)
     session = get_session()
     if session.scalar(select(ApiToken.id).where(ApiToken.name == name)) is not None:
         raise TokenExists(name)
-    token = PREFIX + secrets.token_urlsafe(32)
-    session.add(ApiToken(name=name, token_hash=hash_token(token)))
-    session.add(AuditLog(actor_id=actor_id, actor_email=actor, action="token_create", details={"name": name}))
+    token = auth.PREFIX + secrets.token_urlsafe(32)
+    session.add(ApiToken(name=name, token_hash=auth.hash_token(token), scopes=" ".join(chosen)))
+    session.add(AuditLog(actor_id=actor_id, actor_email=actor, action="token_create",
+                         details={"name": name, "scopes": list(chosen)}))
     session.commit()
     return token
 
 
-def revoke_token(name: str, actor: str = "cli", actor_id: int | None = None) -> bool:
+def revoke_token(name: str | None = None, *, token_id: int | None = None, actor: str = "cli",
+                 actor_id: int | None = None) -> ApiToken | None:
+    """Revoke a live token by name (CLI) or by id (the admin page, which can reach any name)."""
     session = get_session()
-    row = session.scalars(select(ApiToken).where(ApiToken.name == name, ApiToken.revoked_at.is_(None))).first()
+    stmt = select(ApiToken).where(ApiToken.revoked_at.is_(None))
+    stmt = stmt.where(ApiToken.id == token_id) if token_id is not None else stmt.where(ApiToken.name == name)
+    row = session.scalars(stmt).first()
     if row is None:
-        return False
+        return None
     row.revoked_at = utcnow()
-    session.add(AuditLog(actor_id=actor_id, actor_email=actor, action="token_revoke", details={"name": name}))
+    session.add(AuditLog(actor_id=actor_id, actor_email=actor, action="token_revoke",
+                         details={"name": row.name, "id": row.id}))
     session.commit()
-    return True
+    return row
 
 
 def list_tokens() -> list[ApiToken]:
@@ -55,7 +86,7 @@ def list_tokens() -> list[ApiToken]:
 _last_recorded: dict[int, float] = {}
 
 
-def _note_use(token_id: int, engine) -> None:
+def note_use(token_id: int, engine) -> None:
     """Record last use at most every five minutes per process: the hot path rarely writes."""
     now = time.monotonic()
     if now - _last_recorded.get(token_id, -1e9) < 300:
@@ -73,7 +104,8 @@ def _member_statement(by_id: bool):
 def _lookup_statement(by_id: bool):
     """The token's row joined with the member's membership (bound parameters, built once)."""
     member = _member_statement(by_id).subquery()
-    return (select(ApiToken.id, ApiToken.token_hash, ApiToken.revoked_at, member.c.status, member.c.paid_through)
+    return (select(ApiToken.id, ApiToken.token_hash, ApiToken.revoked_at, ApiToken.scopes,
+                   member.c.status, member.c.paid_through)
             .outerjoin(member, true())
             .where(ApiToken.token_hash == bindparam("digest")))
 
@@ -83,46 +115,34 @@ _BY_EMAIL = _lookup_statement(False)
 _MEMBER_BY_ID = _member_statement(True)
 _MEMBER_BY_EMAIL = _member_statement(False)
 
-# Live tokens seen recently, by hash: token id and when it was last confirmed live. A revoked
-# token stops working on the paywall route within API_TOKEN_CACHE_SECONDS (default 5 s); on
-# every other route at once.
-_live_tokens: dict[str, tuple[int, float]] = {}
 
-
-def entitlement_lookup(engines: tuple, token: str, *, email: str | None, member_id: int | None,
+def entitlement_lookup(engines: tuple, digest: str, *, email: str | None, member_id: int | None,
                        cache_seconds: float = 0.0):
-    """None if the token is unknown or revoked; (None, None) if the token is good and the
-    member unknown; else (status, paid_through). One statement on an autocommit connection:
-    the token check and the membership read together, or the membership alone while the
-    token is known to be live."""
-    if not token.startswith(PREFIX) or len(token) > 200:
-        return None
-    digest = hash_token(token)
+    """The paywall's one statement: the token's row and the member's membership together (or
+    the membership alone while the token is known to be live). Returns (verdict, member), where
+    member is (status, paid_through), or None when no such member."""
     engine, write_engine = engines
-    now = time.monotonic()
-    cached = _live_tokens.get(digest) if cache_seconds > 0 else None
-    fresh = cached is not None and now - cached[1] < cache_seconds
+    caller = auth.live_tokens.get(digest, cache_seconds)
     if member_id is not None:
-        stmt = _MEMBER_BY_ID if fresh else _BY_ID
+        stmt = _MEMBER_BY_ID if caller else _BY_ID
         params: dict[str, Any] = {"digest": digest, "member_id": member_id}
     else:
-        stmt = _MEMBER_BY_EMAIL if fresh else _BY_EMAIL
+        stmt = _MEMBER_BY_EMAIL if caller else _BY_EMAIL
         params = {"digest": digest, "email": (email or "").strip().lower()}
     row = _fetch_one(engine, stmt, params)
-    if fresh:
-        token_id = cached[0]
-        status, paid_through = row if row is not None else (None, None)
+    verdict: auth.Caller | auth.Denied
+    if caller is not None:
+        verdict, member = caller, row
     else:
-        if row is None:
-            return None
-        token_id, stored_hash, revoked_at, status, paid_through = row
-        if revoked_at is not None or not hmac.compare_digest(stored_hash, digest):
-            _live_tokens.pop(digest, None)
-            return None
-        if cache_seconds > 0:
-            _live_tokens[digest] = (token_id, now)
-    _note_use(token_id, write_engine)
-    return (MembershipStatus(status) if status is not None else None), _as_utc(paid_through)
+        token_row, member = (row[:4], row[4:]) if row is not None else ((None,) * 4, None)
+        verdict = auth.judge(digest, *token_row, scope=auth.ENTITLEMENTS_READ)
+        auth.live_tokens.remember(digest, verdict, cache_seconds)
+    if isinstance(verdict, auth.Caller):
+        note_use(verdict.token_id, write_engine)
+    if member is None or member[0] is None:
+        return verdict, None
+    status, paid_through = member
+    return verdict, (MembershipStatus(status), _as_utc(paid_through))
 
 
 _thread = threading.local()
@@ -204,20 +224,3 @@ def _as_utc(value):
     if value.tzinfo is None:
         value = value.replace(tzinfo=timezone.utc)
     return value.astimezone(timezone.utc)
-
-
-def verify(token: str) -> ApiToken | None:
-    """The row for a live token, else None. The lookup is by hash (an index), and the stored
-    hash is compared again in constant time."""
-    if not token.startswith(PREFIX) or len(token) > 200:
-        return None
-    digest = hash_token(token)
-    session = get_session()
-    row = session.scalars(select(ApiToken).where(ApiToken.token_hash == digest)).first()
-    if row is None or row.revoked_at is not None or not hmac.compare_digest(row.token_hash, digest):
-        return None
-    now = utcnow()
-    if row.last_used_at is None or now - row.last_used_at > timedelta(minutes=5):
-        row.last_used_at = now  # coarse, so the hot path rarely writes
-        session.commit()
-    return row

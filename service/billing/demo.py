@@ -41,7 +41,7 @@ class DemoCancelForm(FlaskForm):
 def checkout(session_id: str):
     gateway = get_gateway()
     try:
-        data = gateway.decode_session(session_id)
+        data = gateway.demo_session(session_id)
     except BillingError:
         abort(404)
     form = DemoCardForm()
@@ -55,15 +55,14 @@ def checkout(session_id: str):
             "cvc": form.cvc.data,
         }
         try:
-            done = demo_subscribe(gateway, session_id, card)
+            demo_subscribe(gateway, session_id, card)
         except DemoCardDeclined as exc:
-            # Keep the customer just created for the next attempt, as Checkout does.
             return render_template("billing/demo_checkout.html", form=form, data=data, error=exc.message,
-                                   action=url_for("demo.checkout", session_id=exc.session_id)), 402
+                                   action=url_for("demo.checkout", session_id=session_id)), 402
         except BillingError as exc:
             error = exc.message
         else:
-            return redirect(data["success_url"].replace("{CHECKOUT_SESSION_ID}", done), code=303)
+            return redirect(data["success_url"].replace("{CHECKOUT_SESSION_ID}", session_id), code=303)
     status = 422 if request.method == "POST" else 200
     return render_template("billing/demo_checkout.html", form=form, data=data, error=error,
                            action=url_for("demo.checkout", session_id=session_id)), status

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
@@ -165,8 +166,10 @@ DEMO_SESSION_PREFIX = "cs_demo_"
 class DemoStripeGateway(StripeGateway):
     """localstripe has no Checkout and no Portal: those become labelled demo pages here.
 
-    A demo checkout session id is a signed, self-contained token, so no table is needed for a
-    stand-in; the subscription itself is created in localstripe by the demo page.
+    A demo checkout session id is signed and self-contained (member, customer, a nonce), so no
+    table is needed for a stand-in, and it never changes: the service records it as its own
+    like any Checkout Session. Its customer is made in localstripe when the session is; the
+    subscription the demo page makes carries the nonce, which is how a retrieve finds it.
     """
 
     def __init__(self, *, secret_key: str, public_base_url: str, **kwargs: Any) -> None:
@@ -186,15 +189,15 @@ class DemoStripeGateway(StripeGateway):
             raise BillingError("Unknown checkout session.", retryable=False) from None
 
     def create_checkout_session(self, req: CheckoutRequest) -> dict[str, Any]:
-        data = {
-            "member_id": req.member_id,
-            "email": req.email,
-            "customer": req.customer_id,
-            "success_url": req.success_url,
-            "cancel_url": req.cancel_url,
-            "subscription": None,
-        }
-        session_id = self.encode_session(data)
+        nonce = secrets.token_hex(6)
+        # What Checkout would hold lives on the localstripe customer, so the id stays short.
+        details = {"member_id": str(req.member_id), "demo_success_url": req.success_url,
+                   "demo_cancel_url": req.cancel_url}
+        if req.customer_id:
+            customer = self._call(self.client.v1.customers.update, req.customer_id, {"metadata": details})["id"]
+        else:
+            customer = self._call(self.client.v1.customers.create, {"email": req.email, "metadata": details})["id"]
+        session_id = self.encode_session({"c": customer, "n": nonce})
         return {
             "id": session_id,
             "object": "checkout.session",
@@ -203,21 +206,37 @@ class DemoStripeGateway(StripeGateway):
             "url": f"{self.public_base_url}/demo/checkout/{session_id}",
         }
 
+    def demo_session(self, session_id: str) -> dict[str, Any]:
+        """The demo session's details: its customer, nonce, email, member and return URLs."""
+        token = self.decode_session(session_id)
+        customer = self._call(self.client.v1.customers.retrieve, token["c"])
+        metadata = customer.get("metadata") or {}
+        return {"customer": token["c"], "nonce": token["n"], "email": customer.get("email"),
+                "member_id": metadata.get("member_id"), "success_url": metadata.get("demo_success_url", ""),
+                "cancel_url": metadata.get("demo_cancel_url", "")}
+
+    def demo_subscription(self, data: dict[str, Any]) -> dict[str, Any] | None:
+        """The subscription the demo page made for this session, if it went through."""
+        for sub in self.customer_subscriptions(data["customer"]):
+            if (sub.get("metadata") or {}).get("demo_checkout") == data["nonce"] and sub["status"] != "incomplete":
+                return sub
+        return None
+
     def retrieve_checkout_session(self, session_id: str) -> dict[str, Any]:
-        data = self.decode_session(session_id)
-        subscription: Any = data.get("subscription")
+        data = self.demo_session(session_id)
+        subscription = self.demo_subscription(data)
         complete = subscription is not None
         return {
             "id": session_id,
             "object": "checkout.session",
             "mode": "subscription",
-            "client_reference_id": str(data["member_id"]),
-            "customer": data.get("customer"),
+            "client_reference_id": data["member_id"],
+            "customer": data["customer"],
             "customer_email": data["email"],
-            "subscription": subscription,
+            "subscription": subscription["id"] if subscription else None,
             "status": "complete" if complete else "open",
             "payment_status": "paid" if complete else "unpaid",
-            "metadata": {"member_id": str(data["member_id"])},
+            "metadata": {"member_id": data["member_id"]},
         }
 
     def create_portal_session(self, customer_id: str, return_url: str) -> dict[str, Any]:
@@ -310,21 +329,16 @@ class DemoCardDeclined(BillingError):
         self.session_id = session_id
 
 
-def demo_subscribe(gateway: DemoStripeGateway, session_id: str, card: dict[str, Any]) -> str:
-    """Do in localstripe what Stripe Checkout does: customer, card, subscription.
+def demo_subscribe(gateway: DemoStripeGateway, session_id: str, card: dict[str, Any]) -> None:
+    """Do in localstripe what Stripe Checkout does: card, default payment method, subscription.
 
-    Returns the completed demo session id (it now names the subscription). Raises BillingError
-    when the card is refused, with Stripe's own message.
-    """
-    data = gateway.decode_session(session_id)
+    Raises BillingError when the card is refused, with Stripe's own message."""
+    data = gateway.demo_session(session_id)
+    if gateway.demo_subscription(data) is not None:
+        return  # paid already (a second click, or the back button)
     client = gateway.client
     try:
-        customer_id = data.get("customer")
-        if not customer_id:
-            customer = client.v1.customers.create(
-                {"email": data["email"], "metadata": {"member_id": str(data["member_id"])}}
-            )
-            customer_id = customer.id
+        customer_id = data["customer"]
         pm = client.v1.payment_methods.create({"type": "card", "card": card})
         client.v1.payment_methods.attach(pm.id, {"customer": customer_id})
         client.v1.customers.update(customer_id, {"invoice_settings": {"default_payment_method": pm.id}})
@@ -333,7 +347,7 @@ def demo_subscribe(gateway: DemoStripeGateway, session_id: str, card: dict[str, 
             {
                 "customer": customer_id,
                 "items": [{"plan": gateway.price_id}],
-                "metadata": {"member_id": str(data["member_id"])},
+                "metadata": {"member_id": str(data["member_id"]), "demo_checkout": data["nonce"]},
             }
         )
     except stripe.CardError as exc:
@@ -342,10 +356,7 @@ def demo_subscribe(gateway: DemoStripeGateway, session_id: str, card: dict[str, 
         raise _translate(exc) from exc
     if sub.status == "incomplete":
         # Hosted Checkout would not complete with a refused card: ask for another one.
-        data.update(customer=customer_id)
-        raise DemoCardDeclined("Your card was declined. Try another card.", gateway.encode_session(data))
-    data.update(customer=customer_id, subscription=sub.id)
-    return gateway.encode_session(data)
+        raise DemoCardDeclined("Your card was declined. Try another card.", session_id)
 
 
 def demo_cancel(gateway: DemoStripeGateway, subscription_id: str, at_period_end: bool) -> None:

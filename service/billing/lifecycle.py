@@ -29,14 +29,14 @@ from sqlalchemy.orm import Session
 from ..db import utcnow
 from ..domain.membership import (
     MembershipStatus,
+    Role,
     SubscriptionSnapshot,
     is_entitled,
     membership_status_for_stripe,
-    parse_member_reference,
     resolve_status,
     snapshot_from_subscription,
 )
-from ..models import Account, Membership, StripeCustomer, StripeEvent, StripeSubscription
+from ..models import Account, CheckoutSession, Membership, StripeCustomer, StripeEvent, StripeSubscription
 from ..newsletter.outbox import enqueue_if_changed
 from .gateway import StripeGateway
 
@@ -95,39 +95,33 @@ def flag(session: Session, account: Account, reason: str) -> Membership:
     return membership
 
 
-def find_account_for(
-    session: Session,
-    *,
-    member_ref: Any = None,
-    customer_id: str | None = None,
-    email: str | None = None,
-) -> Account | None:
-    """Our reference first (client_reference_id / metadata.member_id), then the customer, email last."""
-    member_id = parse_member_reference(member_ref)
-    if member_id is not None:
-        account = session.get(Account, member_id)
-        if account is not None:
-            return account
-    if customer_id:
-        customer = session.scalars(
-            select(StripeCustomer).where(StripeCustomer.stripe_id == customer_id)
-        ).first()
-        if customer is not None and customer.account_id is not None:
-            return session.get(Account, customer.account_id)
-    if email:
-        return session.scalars(select(Account).where(Account.email == email.strip().lower())).first()
-    return None
+def find_account_for(session: Session, *, customer_id: str | None) -> Account | None:
+    """The account a Stripe customer is linked to. Links are made only by `link_customer`, from a
+    Checkout Session this service created (or, as a flagged last resort, by email): never from
+    what a Stripe object says about itself (client_reference_id, metadata), which a Payment Link
+    or anyone with Dashboard access can set (SPEC "Trust rules")."""
+    if not customer_id:
+        return None
+    owner = session.scalar(select(StripeCustomer.account_id).where(StripeCustomer.stripe_id == customer_id))
+    return session.get(Account, owner) if owner is not None else None
 
 
 def link_customer(
     session: Session, customer_id: str, account: Account | None, email: str | None = None
 ) -> StripeCustomer:
-    """Record the customer and, once we know whose it is, adopt what arrived before the link."""
+    """Record the customer and, once we know whose it is, adopt what arrived before the link.
+
+    Only reader accounts are ever linked: a staff or admin account never gets a Stripe customer
+    (its billing email would otherwise become a way into the console)."""
     customer = _get_or_create(
         session, StripeCustomer, {"stripe_id": customer_id}, {"email": email.lower() if email else None}
     )
     if email and not customer.email:
         customer.email = email.lower()
+    if account is not None and account.role != Role.MEMBER:
+        log.warning("refused to link Stripe customer %s to account %s (role %s)", customer_id, account.id,
+                    account.role.value)
+        return customer
     if account is not None and customer.account_id is None:
         customer.account_id = account.id
         # Events and subscriptions for this customer that came before the link are not lost.
@@ -183,7 +177,9 @@ def _copy_snapshot(row: StripeSubscription, snap: SubscriptionSnapshot, snapshot
 def _finish(session: Session, row: StripeSubscription, snap: SubscriptionSnapshot, how: str,
             account: Account | None) -> Applied:
     if account is None:
-        account = find_account_for(session, member_ref=snap.member_id, customer_id=snap.customer_id)
+        account = find_account_for(session, customer_id=snap.customer_id)
+    if account is not None and account.role != Role.MEMBER:
+        account = None
     if row.account_id is None and account is not None:
         row.account_id = account.id
     owner = session.get(Account, row.account_id) if row.account_id is not None else None
@@ -234,8 +230,8 @@ def listed_differs(session: Session, obj: dict[str, Any]) -> bool:
     the subscription again under the lock (`sync_subscription`)."""
     snap = snapshot_from_subscription(obj)
     row = session.scalars(select(StripeSubscription).where(StripeSubscription.stripe_id == snap.id)).first()
-    if row is None or row.snapshot_at == EPOCH:
-        return True
+    if row is None or row.snapshot_at == EPOCH or row.account_id is None:
+        return True  # unknown, never read, or linked to no one yet (reconcile tries email)
     return (row.status, row.current_period_end, row.cancel_at_period_end, row.cancel_at) != (
         snap.status, snap.current_period_end, snap.cancel_at_period_end, snap.cancel_at)
 
@@ -313,26 +309,75 @@ def recompute_membership(session: Session, account: Account) -> Membership:
     return membership
 
 
-def fulfil_checkout_session(session: Session, gateway: StripeGateway, checkout: dict[str, Any]) -> Account | None:
-    """Link the customer and apply the subscription of a Checkout Session.
+def record_checkout_session(session: Session, checkout: dict[str, Any], account: Account,
+                            purpose: str = "membership") -> CheckoutSession:
+    """Remember a Checkout Session this service created, and for whom: the only kind that may
+    link a customer to an account."""
+    row = CheckoutSession(stripe_id=checkout["id"], ours=True, account_id=account.id, purpose=purpose,
+                          status=checkout.get("status") or "open", email=account.email)
+    session.add(row)
+    return row
+
+
+def fulfil_checkout_session(session: Session, gateway: StripeGateway, checkout: dict[str, Any],
+                            for_account: Account | None = None) -> Account | None:
+    """Link the customer and apply the subscription of a Checkout Session this service created.
 
     The success page and the `checkout.session.completed` webhook both call this; running it
     twice, or both at once, ends in the same rows (Stripe's fulfilment guide:
-    https://docs.stripe.com/checkout/fulfillment).
+    https://docs.stripe.com/checkout/fulfillment). A session we did not create (a Payment Link,
+    a pricing table, a buy button: their client_reference_id is whatever the payer's URL said)
+    is stored for staff and links nothing. With `for_account` (the success page), only a
+    session created for that account is fulfilled.
     """
-    account = find_account_for(
-        session,
-        member_ref=checkout.get("client_reference_id") or (checkout.get("metadata") or {}).get("member_id"),
-        email=checkout.get("customer_email") or (checkout.get("customer_details") or {}).get("email"),
-    )
     customer_id = _id_of(checkout.get("customer"))
     subscription_id = _id_of(checkout.get("subscription"))
+    record = _get_or_create(session, CheckoutSession, {"stripe_id": checkout["id"]}, {
+        "ours": False,
+        "claimed_reference": str(checkout.get("client_reference_id") or "")[:255] or None,
+        "email": ((checkout.get("customer_details") or {}).get("email") or checkout.get("customer_email") or "")[:320]
+        or None,
+    })
+    record.customer_stripe_id = customer_id or record.customer_stripe_id
+    record.subscription_stripe_id = subscription_id or record.subscription_stripe_id
+    if checkout.get("status"):
+        record.status = checkout["status"]
+    if record.status == "complete" and record.completed_at is None:
+        record.completed_at = utcnow()
+    account = session.get(Account, record.account_id) if record.ours and record.account_id else None
+    if account is None or account.role != Role.MEMBER:
+        if customer_id:
+            link_customer(session, customer_id, None)  # known, linked to no one
+        return None
+    if for_account is not None and for_account.id != account.id:
+        return None
     if subscription_id:
         sync_subscription(session, gateway, subscription_id, customer_id, account)
     if customer_id:
-        link_customer(session, customer_id, account, checkout.get("customer_email"))
-    if account is not None:
-        recompute_membership(session, account)
+        link_customer(session, customer_id, account)
+    recompute_membership(session, account)
+    return account
+
+
+def link_by_email(session: Session, customer_id: str, email: str | None) -> Account | None:
+    """The last resort, for a customer no session of ours links (a subscription made in the
+    Dashboard, a Payment Link): a reader account with that email and no customer yet is linked,
+    and flagged so that staff check it. Never a staff or admin account."""
+    email = (email or "").strip().lower()
+    if not email:
+        return None
+    account = session.scalars(select(Account).where(Account.email == email, Account.role == Role.MEMBER)).first()
+    if account is None:
+        return None
+    has_customer = session.scalar(select(StripeCustomer.id).where(StripeCustomer.account_id == account.id).limit(1))
+    if has_customer is not None:
+        return None
+    customer = link_customer(session, customer_id, account, email)
+    if customer.account_id != account.id:
+        return None
+    flag(session, account, f"Linked to Stripe customer {customer_id} by email match, not by a checkout of ours: "
+                           "check that it is theirs")
+    recompute_membership(session, account)
     return account
 
 

@@ -10,7 +10,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..db import get_session
-from .lifecycle import Applied, listed_differs, sync_subscription
+from sqlalchemy import select
+
+from ..models import StripeCustomer
+from .lifecycle import Applied, link_by_email, listed_differs, sync_subscription
 from .runtime import get_gateway
 
 
@@ -44,6 +47,14 @@ def _describe(obj_id: str, applied: Applied) -> str | None:
     return f"{obj_id} ({who}): " + "; ".join(parts)
 
 
+def _link_by_email(session, gateway, customer_id: str):
+    """The last resort for a subscription no checkout of ours links (SPEC "Trust rules")."""
+    email = session.scalar(select(StripeCustomer.email).where(StripeCustomer.stripe_id == customer_id))
+    if not email:
+        email = gateway.retrieve_customer(customer_id).get("email")
+    return link_by_email(session, customer_id, email)
+
+
 def reconcile(echo: Callable[[str], None] = print, page_size: int = 100) -> Report:
     session = get_session()
     gateway = get_gateway()
@@ -59,8 +70,15 @@ def reconcile(echo: Callable[[str], None] = print, page_size: int = 100) -> Repo
                 continue
             # Drift: read it again under the row lock and apply that (never the list page).
             customer = obj.get("customer")
-            applied = sync_subscription(session, gateway, obj["id"],
-                                        customer.get("id") if isinstance(customer, dict) else customer)
+            customer_id = customer.get("id") if isinstance(customer, dict) else customer
+            applied = sync_subscription(session, gateway, obj["id"], customer_id)
+            if applied.account is None and customer_id:
+                linked = _link_by_email(session, gateway, customer_id)
+                if linked is not None:
+                    line = f"{obj['id']}: customer {customer_id} linked by email to member {linked.id} (flagged)"
+                    report.changes.append(line)
+                    echo(line)
+                    applied = sync_subscription(session, gateway, obj["id"], customer_id)
             session.commit()
             line = _describe(obj["id"], applied)
             if line:

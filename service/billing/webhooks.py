@@ -15,7 +15,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..db import get_session
-from ..models import Account, AuditLog, StripeCustomer, StripeEvent
+from ..accounts import email_change
+from ..models import Account, StripeCustomer, StripeEvent
 from .gateway import BillingError, StripeGateway
 from .lifecycle import (
     _get_or_create,
@@ -24,11 +25,9 @@ from .lifecycle import (
     flag,
     fulfil_checkout_session,
     link_customer,
-    membership_for,
     recompute_membership,
     sync_subscription,
 )
-from ..newsletter.outbox import enqueue_if_changed
 from .runtime import get_gateway
 
 log = logging.getLogger("service.billing.webhooks")
@@ -45,7 +44,7 @@ INVOICE_EVENTS = {"invoice.paid", "invoice.payment_succeeded", "invoice.payment_
 
 @dataclass
 class Outcome:
-    outcome: str  # applied | ignored | stale | unlinked | failed
+    outcome: str  # applied | ignored | stale | unlinked | foreign | failed
     account: Account | None = None
     note: str | None = None
     customer_id: str | None = None  # when the handler found it elsewhere (a dispute's charge)
@@ -130,7 +129,10 @@ def handle(session: Session, gateway: StripeGateway, event: dict[str, Any]) -> O
             if obj.get("mode") != "subscription":
                 return Outcome("ignored", note="not a subscription checkout")
             account = fulfil_checkout_session(session, gateway, obj)
-            return Outcome("applied" if account else "unlinked", account)
+            if account is None:
+                return Outcome("foreign", note="checkout session not created by this service for a reader: "
+                                               "stored for staff, links nothing")
+            return Outcome("applied", account)
         case t if t in SUBSCRIPTION_EVENTS:
             # The object is the subscription at `created`; ordering rules live in lifecycle.
             applied = apply_subscription_event(session, gateway, obj, created)
@@ -201,6 +203,9 @@ def _flag(session: Session, account: Account | None, note: str) -> Outcome:
 
 
 def _customer_updated(session: Session, gateway: StripeGateway, obj: dict[str, Any], created: datetime) -> Outcome:
+    """Stripe's email is the billing email, never the login (SPEC "Trust rules"): anyone with the
+    Portal or the Dashboard can type any address there. A new one is recorded, and the account
+    is asked, at the new address, whether to sign in with it from now on."""
     customer = _get_or_create(session, StripeCustomer, {"stripe_id": obj["id"]}, {})
     if customer.snapshot_at is not None and created < customer.snapshot_at:
         return Outcome("stale", session.get(Account, customer.account_id) if customer.account_id else None)
@@ -208,21 +213,16 @@ def _customer_updated(session: Session, gateway: StripeGateway, obj: dict[str, A
         # Two changes in one second: which is newer is unknown, so ask Stripe (under the lock).
         obj = gateway.retrieve_customer(obj["id"])
     customer.snapshot_at = created
-    email = (obj.get("email") or "").strip().lower() or None
+    email = (obj.get("email") or "").strip().lower()[:320] or None
+    changed = email != customer.email
     customer.email = email
     account = session.get(Account, customer.account_id) if customer.account_id else None
-    if account is None or not email or email == account.email:
+    if account is None or not email or not changed or email == account.email:
         return Outcome("applied" if account else "unlinked", account)
     taken = session.scalar(select(func.count(Account.id)).where(Account.email == email, Account.id != account.id))
     if taken:
-        note = f"Stripe email changed to {email}, which another account uses; account email kept"
+        note = f"Stripe billing email changed to {email}, which another account uses; sign-in email kept"
         flag(session, account, note)
         return Outcome("applied", account, note)
-    old = account.email
-    account.email = email
-    session.add(AuditLog(actor_id=None, actor_email="stripe", action="email_changed",
-                         target_account_id=account.id, details={"from": old, "to": email}))
-    membership = membership_for(session, account)
-    if membership.newsletter_desired != "none":
-        enqueue_if_changed(session, account, membership, force=True)  # move the list member too
-    return Outcome("applied", account, f"email changed from {old} to {email}")
+    email_change.request(session, account, email, source="stripe")
+    return Outcome("applied", account, f"billing email is now {email}; asked the member to confirm it for signing in")

@@ -87,7 +87,6 @@ class SubscriptionSnapshot:
     canceled_at: datetime | None
     ended_at: datetime | None
     price_id: str | None
-    member_id: int | None
     created_at: datetime | None = None
 
     @property
@@ -113,8 +112,6 @@ def snapshot_from_subscription(obj: Mapping[str, Any]) -> SubscriptionSnapshot:
     customer = obj.get("customer")
     if isinstance(customer, Mapping):
         customer = customer.get("id")
-    metadata = obj.get("metadata") or {}
-    member_id = _parse_member_id(metadata.get("member_id"))
     return SubscriptionSnapshot(
         id=str(obj["id"]),
         customer_id=str(customer),
@@ -125,21 +122,8 @@ def snapshot_from_subscription(obj: Mapping[str, Any]) -> SubscriptionSnapshot:
         canceled_at=_ts(obj.get("canceled_at")),
         ended_at=_ts(obj.get("ended_at")),
         price_id=price_id,
-        member_id=member_id,
         created_at=_ts(obj.get("created")),
     )
-
-
-def _parse_member_id(value: Any) -> int | None:
-    try:
-        return int(value) if value not in (None, "") else None
-    except (TypeError, ValueError):
-        return None
-
-
-def parse_member_reference(value: Any) -> int | None:
-    """`client_reference_id` / `metadata.member_id` as we set them: the member's integer id."""
-    return _parse_member_id(value)
 
 
 def resolve_status(

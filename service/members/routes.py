@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
-from flask_login import current_user, login_required, login_user, logout_user
+from flask_login import current_user, login_required
 
+from ..accounts import email_change
 from ..billing.gateway import BillingError
 from ..domain.membership import MembershipStatus, describe
 from ..extensions import limiter
@@ -42,7 +43,7 @@ def join():
         services.notify_existing_account(existing)
         flash("Please log in to continue. If you have forgotten your password, you can reset it.", "info")
         return redirect(url_for("members.login"), code=303)
-    login_user(account)
+    services.sign_in(account)
     return _to_checkout(account)
 
 
@@ -60,6 +61,8 @@ def checkout_again():
     """A pending or ended member starts (or restarts) the $5/month membership."""
     if not ActionForm().validate_on_submit():
         abort(400)
+    if current_user.is_staff:
+        abort(403)  # staff accounts never pay: a Stripe customer is linked to readers only
     membership = current_user.membership
     if membership is not None and membership.status not in (
         MembershipStatus.PENDING, MembershipStatus.CANCELED, MembershipStatus.COMPED
@@ -79,7 +82,8 @@ def join_success():
     if not session_id.startswith("cs_") or len(session_id) > 2000:
         return render_template("billing/success.html", view=None), 400
     try:
-        view = services.confirm_checkout(session_id)
+        account = current_user if current_user.is_authenticated else None
+        view = services.confirm_checkout(account, session_id)
     except BillingError as exc:
         return render_template("billing/unavailable.html", message=exc.message), 503
     return render_template("billing/success.html", view=view, describe=describe)
@@ -98,7 +102,7 @@ def login():
     if form.validate_on_submit():
         account = services.authenticate(form.email.data, form.password.data)
         if account is not None:
-            login_user(account)
+            services.sign_in(account)
             default = url_for("staff.index") if account.is_staff else url_for("members.account")
             return redirect(safe_next(request.args.get("next"), default), code=303)
         form.password.errors.append("That email and password do not match an account.")
@@ -114,9 +118,19 @@ def logout():
         return render_template("members/logout.html", form=form)
     if not form.validate_on_submit():
         abort(400)
-    logout_user()
+    services.sign_out()
     flash("You are logged out.", "info")
     return redirect(url_for("members.index"), code=303)
+
+
+@bp.post("/account/sign-out-everywhere")
+@login_required
+def sign_out_everywhere():
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    services.sign_out_everywhere(current_user)
+    flash("You are signed out everywhere, on this device too. Log in again to continue.", "info")
+    return redirect(url_for("members.login"), code=303)
 
 
 @bp.get("/account")
@@ -129,6 +143,29 @@ def account():
         words=describe(membership.status) if membership else None,
         form=ActionForm(),
     )
+
+
+@bp.route("/account/email/confirm/<token>", methods=["GET", "POST"])
+@login_required
+def confirm_email(token: str):
+    """GET only shows a button (mail scanners open links); the POST uses the link."""
+    new_email = email_change.pending(token, current_user)
+    if new_email is None:
+        return render_template("members/email_invalid.html"), 400
+    form = ActionForm()
+    if request.method == "GET":
+        return render_template("members/email_confirm.html", form=form, new_email=new_email)
+    if not form.validate_on_submit():
+        abort(400)
+    try:
+        changed = email_change.confirm(token, current_user)
+    except email_change.EmailInUse:
+        flash("Another account already signs in with that address, so your sign-in email is unchanged.", "error")
+        return redirect(url_for("members.account"), code=303)
+    if changed is None:
+        return render_template("members/email_invalid.html"), 400
+    flash(f"You now sign in as {new_email}; DAWNS Digest goes there too.", "info")
+    return redirect(url_for("members.account"), code=303)
 
 
 @bp.route("/reset", methods=["GET", "POST"])

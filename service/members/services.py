@@ -1,23 +1,27 @@
 """Account service functions: they own the session and the commit."""
 from __future__ import annotations
 
+import hashlib
 import logging
+import secrets
 from dataclasses import dataclass
 
 from flask import current_app, url_for
+from flask import session as flask_session
+from flask_login import login_user, logout_user
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from ..billing.gateway import BillingError, CheckoutRequest
-from ..billing.lifecycle import fulfil_checkout_session
+from ..billing.lifecycle import fulfil_checkout_session, record_checkout_session
 from ..billing.runtime import get_gateway
 from ..billing.services import current_customer_id
 from ..db import get_session, utcnow
 from ..domain.membership import MembershipStatus, Role, is_entitled
 from ..mail import MailError, send_mail
-from ..models import Account, AuditLog, Membership, session_fingerprint
+from ..models import Account, AuditLog, CheckoutSession, LoginSession, Membership, session_fingerprint
 
 log = logging.getLogger("service.members")
 
@@ -77,7 +81,7 @@ def notify_existing_account(account: Account) -> None:
 
 
 def start_checkout(account: Account) -> str:
-    """Create a Stripe Checkout Session for the member and return its URL.
+    """Create a Stripe Checkout Session for the member, record it as ours, return its URL.
 
     Raises BillingError (the account stays pending)."""
     base = current_app.config["PUBLIC_BASE_URL"]
@@ -91,29 +95,43 @@ def start_checkout(account: Account) -> str:
     )
     checkout = get_gateway().create_checkout_session(req)
     url = checkout.get("url")
-    if not url:
+    if not url or not checkout.get("id"):
         raise BillingError("We could not start the payment. Please try again later.")
+    session = get_session()
+    record_checkout_session(session, checkout, account)
+    session.commit()
     return url
 
 
 @dataclass
 class SuccessView:
-    state: str  # "confirmed" | "processing" | "unknown"
+    state: str  # "confirmed" | "processing" | "unknown" | "neutral"
     status: MembershipStatus | None
 
 
-def confirm_checkout(session_id: str) -> SuccessView:
-    """The success page: fetch the session from Stripe and fulfil it through the shared path."""
+NEUTRAL = SuccessView("neutral", None)
+
+
+def confirm_checkout(account: Account | None, session_id: str) -> SuccessView:
+    """The success page: only a session this service created for the signed-in account is read
+    from Stripe and fulfilled (through the webhook's path); anyone else sees a neutral page."""
+    session = get_session()
+    if account is None:
+        return NEUTRAL
+    ours = session.scalar(select(CheckoutSession.id).where(
+        CheckoutSession.stripe_id == session_id, CheckoutSession.ours.is_(True),
+        CheckoutSession.account_id == account.id))
+    if ours is None:
+        return NEUTRAL
     gateway = get_gateway()
     checkout = gateway.retrieve_checkout_session(session_id)
-    if checkout.get("mode") not in (None, "subscription"):
+    if checkout.get("mode") not in (None, "subscription") or checkout.get("id") != session_id:
         return SuccessView("unknown", None)
-    session = get_session()
-    account = fulfil_checkout_session(session, gateway, checkout)
+    fulfilled = fulfil_checkout_session(session, gateway, checkout, for_account=account)
     session.commit()
-    if account is None:
-        return SuccessView("unknown", None)
-    status = account.membership.status if account.membership else MembershipStatus.PENDING
+    if fulfilled is None:
+        return NEUTRAL
+    status = fulfilled.membership.status if fulfilled.membership else MembershipStatus.PENDING
     if is_entitled(status):
         return SuccessView("confirmed", status)
     return SuccessView("unknown" if checkout.get("status") == "expired" else "processing", status)
@@ -129,9 +147,63 @@ def authenticate(email: str, password: str) -> Account | None:
         return None
     if not check_password_hash(account.password_hash, password):
         return None
-    account.last_login_at = utcnow()
-    get_session().commit()
     return account
+
+
+# Server-side sessions: the signed cookie carries a random id whose hash is a LoginSession row;
+# a request is signed in only while that row is live, so logging out really ends a session.
+
+SESSION_KEY = "_sid"
+
+
+def _session_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def sign_in(account: Account) -> None:
+    session = get_session()
+    token = secrets.token_urlsafe(32)
+    session.add(LoginSession(token_hash=_session_hash(token), account_id=account.id))
+    account.last_login_at = utcnow()
+    session.commit()
+    login_user(account)
+    flask_session[SESSION_KEY] = token
+
+
+def session_is_live(account_id: int) -> bool:
+    token = flask_session.get(SESSION_KEY)
+    if not isinstance(token, str) or not token:
+        return False
+    return get_session().scalar(select(LoginSession.id).where(
+        LoginSession.token_hash == _session_hash(token), LoginSession.account_id == account_id,
+        LoginSession.ended_at.is_(None))) is not None
+
+
+def sign_out() -> None:
+    token = flask_session.pop(SESSION_KEY, None)
+    if isinstance(token, str):
+        session = get_session()
+        session.execute(update(LoginSession).where(LoginSession.token_hash == _session_hash(token),
+                                                   LoginSession.ended_at.is_(None)).values(ended_at=utcnow()))
+        session.commit()
+    logout_user()
+
+
+def end_sessions(account: Account) -> int:
+    """End every session of the account (the caller commits). Returns how many were live."""
+    result = get_session().execute(update(LoginSession).where(
+        LoginSession.account_id == account.id, LoginSession.ended_at.is_(None)).values(ended_at=utcnow()))
+    return result.rowcount or 0
+
+
+def sign_out_everywhere(account: Account) -> int:
+    ended = end_sessions(account)
+    get_session().add(AuditLog(actor_id=account.id, actor_email=account.email, action="sign_out_everywhere",
+                               target_account_id=account.id, details={"sessions": ended}))
+    get_session().commit()
+    flask_session.pop(SESSION_KEY, None)
+    logout_user()
+    return ended
 
 
 # Password reset: a signed, timed token bound to the current password hash, so it stops
@@ -189,6 +261,7 @@ def reset_password(token: str, new_password: str) -> Account | None:
         return None
     session = get_session()
     account.password_hash = hash_password(new_password)
+    end_sessions(account)  # the fingerprint ends them too; this also shows it on the server
     session.add(AuditLog(actor_id=account.id, actor_email=account.email, action="password_reset",
                          target_account_id=account.id, details={}))
     session.commit()
@@ -211,6 +284,7 @@ def create_staff(email: str, name: str, password: str, role: Role, *, promote: b
     else:
         account.password_hash = hash_password(password)
         account.role = role
+        end_sessions(account)
     session.add(AuditLog(actor_id=None, actor_email="cli", action="staff_create",
                          details={"email": normalize_email(email), "role": role.value}))
     session.commit()

@@ -1,8 +1,12 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, DateField, EmailField, SelectField, StringField, TextAreaField
-from wtforms.validators import DataRequired, Email, Length, Optional
+from wtforms import BooleanField, DateField, EmailField, SelectField, SelectMultipleField, StringField, TextAreaField
+from wtforms.validators import DataRequired, Email, Length, Optional, Regexp
+from wtforms.widgets import CheckboxInput, ListWidget
+
+from ..api.auth import DEFAULT_SCOPES, SCOPES
+from ..api.tokens import NAME_RE, NAME_RULE
 
 CONFIRM = "Tick to confirm."
 
@@ -28,4 +32,8 @@ class RoleForm(ConfirmForm):
 
 
 class TokenForm(ConfirmForm):
-    name = StringField("Token name", validators=[DataRequired("Name the token."), Length(max=100)])
+    name = StringField("Token name", filters=[lambda v: v.strip() if v else v],
+                       validators=[DataRequired("Name the token."), Regexp(NAME_RE, message=f"Use {NAME_RULE}.")])
+    scopes = SelectMultipleField("Scopes", choices=list(SCOPES), default=list(DEFAULT_SCOPES),
+                                 option_widget=CheckboxInput(), widget=ListWidget(prefix_label=False),
+                                 validators=[DataRequired("Choose at least one scope.")])

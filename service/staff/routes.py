@@ -86,8 +86,16 @@ def member(member_id: int):
         "staff/member.html", m=data, account=account, membership=account.membership, words=describe(data["status"]),
         subs=services.subscriptions_of(account), timeline=services.timeline(account),
         failed=services.failed_deliveries(account), dashboard_url=services.dashboard_url,
+        billing_email=services.billing_email(account),
         comp_form=CompForm(prefix="comp"), confirm_form=ConfirmForm(),
     )
+
+
+@bp.get("/checkouts")
+@staff_required
+def checkouts():
+    return render_template("staff/checkouts.html", rows=services.foreign_checkouts(),
+                           dashboard_url=services.dashboard_url)
 
 
 def _back(member_id: int):
@@ -149,6 +157,13 @@ def retry_newsletter(member_id: int, row_id: int):
 def send_reset(member_id: int):
     return _run(ConfirmForm(), lambda: services.send_reset(current_user, member_id),
                 "A password reset link was sent to the member.", _back(member_id))
+
+
+@bp.post("/members/<int:member_id>/sessions/end")
+@staff_required
+def end_sessions(member_id: int):
+    return _run(ConfirmForm(), lambda: services.end_member_sessions(current_user, member_id),
+                "Every session of this member has ended; they must log in again.", _back(member_id))
 
 
 def _neutralise(value) -> str:
@@ -232,18 +247,22 @@ def create_token():
         _flash_errors(form)
         return _admin_back()
     try:
-        token = api_tokens.create_token(form.name.data.strip(), actor=current_user.email, actor_id=current_user.id)
+        token = api_tokens.create_token(form.name.data, form.scopes.data, actor=current_user.email,
+                                        actor_id=current_user.id)
     except api_tokens.TokenExists:
         flash("A token with that name exists.", "error")
+        return _admin_back()
+    except api_tokens.TokenInvalid as exc:
+        flash(str(exc), "error")
         return _admin_back()
     return _admin_page(new_token=(form.name.data, token))  # shown once, on this response only
 
 
-@bp.post("/admin/tokens/<name>/revoke")
+@bp.post("/admin/tokens/<int:token_id>/revoke")
 @admin_required
-def revoke_token(name: str):
+def revoke_token(token_id: int):
     def act():
-        if not api_tokens.revoke_token(name, actor=current_user.email, actor_id=current_user.id):
+        if api_tokens.revoke_token(token_id=token_id, actor=current_user.email, actor_id=current_user.id) is None:
             raise services.ActionError("No such live token.")
 
-    return _run(ConfirmForm(), act, f"Token {name} revoked.", _admin_back())
+    return _run(ConfirmForm(), act, "Token revoked.", _admin_back())

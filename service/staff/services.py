@@ -13,8 +13,17 @@ from sqlalchemy import select
 from ..billing.lifecycle import recompute_membership
 from ..db import get_session, utcnow
 from ..domain.membership import Role
-from ..members.services import create_staff, find_by_email, request_password_reset
-from ..models import Account, AuditLog, Membership, NewsletterOutbox, StripeEvent, StripeSubscription
+from ..members.services import create_staff, end_sessions, find_by_email, request_password_reset
+from ..models import (
+    Account,
+    AuditLog,
+    CheckoutSession,
+    Membership,
+    NewsletterOutbox,
+    StripeCustomer,
+    StripeEvent,
+    StripeSubscription,
+)
 from ..newsletter.outbox import retry_failed
 
 
@@ -99,6 +108,14 @@ def send_reset(actor: Account, member_id: int) -> None:
     get_session().commit()
 
 
+def end_member_sessions(actor: Account, member_id: int) -> int:
+    account = _member(member_id)
+    ended = end_sessions(account)
+    _audit(actor, "sessions_end", account, sessions=ended)
+    get_session().commit()
+    return ended
+
+
 def add_staff(actor: Account, email: str, name: str, role: Role) -> Account:
     if find_by_email(email) is not None:
         raise ActionError("That email already has an account.")
@@ -118,6 +135,7 @@ def set_role(actor: Account, account_id: int, role: Role) -> None:
         raise ActionError("You cannot change your own role.")
     old = account.role
     account.role = role
+    end_sessions(account)
     _audit(actor, "staff_role", account, old=old.value, new=role.value)
     session.commit()
 
@@ -163,6 +181,19 @@ def subscriptions_of(account: Account) -> list[StripeSubscription]:
 def failed_deliveries(account: Account) -> list[NewsletterOutbox]:
     return list(get_session().scalars(select(NewsletterOutbox).where(
         NewsletterOutbox.account_id == account.id, NewsletterOutbox.status == "failed")))
+
+
+def foreign_checkouts(limit: int = 200) -> list[CheckoutSession]:
+    """Checkout Sessions this service did not create: stored, shown here, linking nothing."""
+    return list(get_session().scalars(select(CheckoutSession).where(CheckoutSession.ours.is_(False))
+                                      .order_by(CheckoutSession.created_at.desc()).limit(limit)))
+
+
+def billing_email(account: Account) -> str | None:
+    """Stripe's email for the member's customer: the billing email, not the login."""
+    return get_session().scalar(select(StripeCustomer.email).where(
+        StripeCustomer.account_id == account.id, StripeCustomer.deleted.is_(False))
+        .order_by(StripeCustomer.id.desc()).limit(1))
 
 
 def dashboard_url(kind: str, stripe_id: str) -> str:

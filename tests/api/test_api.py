@@ -28,7 +28,7 @@ def api(app):
 
 
 def test_entitlement_by_email_and_by_member_id(app, api, stripe_api):
-    member = make_account(app, email="Reader@Example.org")
+    member = make_account(app, email="Reader@Example.org", customer="cus_E")
     end = NOW + 30 * 86400
     post_event(app.test_client(), event("customer.subscription.created",
                subscription(id="sub_E", customer="cus_E", status="active", member_id=member, period_end=end)))
@@ -118,8 +118,8 @@ def test_tokens_cli_creates_once_stores_hash_and_revokes(app, runner):
     from service.db import get_session
     from service.models import ApiToken
 
-    created = runner.invoke(args=["tokens", "create", "website"])
-    token = created.output.strip()
+    created = runner.invoke(args=["tokens", "create", "website", "--scope", "members:read"])
+    token = created.stdout.strip()
     assert created.exit_code == 0 and token.startswith("dawns_")
     with app.app_context():
         row = get_session().scalars(select(ApiToken)).one()

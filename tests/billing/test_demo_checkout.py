@@ -109,6 +109,9 @@ def test_demo_journey_is_driven_by_real_webhooks_and_the_demo_portal_cancels(liv
     resp = post_form(client, "/join", {**JOIN, "email": "journey@example.org"})
     paid = _pay(client, resp.headers["Location"].removeprefix("http://localhost"), "4242 4242 4242 4242")
     assert paid.status_code == 303
+    # The browser follows Stripe's redirect: the success page links the customer (a session of ours).
+    success = client.get(paid.headers["Location"].removeprefix("http://localhost"))
+    assert success.status_code == 200
     with live_demo.app_context():
         member = find_by_email("journey@example.org").id
         get_session().close()

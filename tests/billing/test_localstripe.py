@@ -12,7 +12,7 @@ from service.devserver import register_localstripe_webhook
 from service.domain.membership import MembershipStatus
 from service.models import Account, StripeEvent
 
-from ..support.factories import make_account
+from ..support.factories import link_customer, make_account
 from ..support.server import LiveServer
 from ..support.wait import poll
 
@@ -51,6 +51,10 @@ def subscribe(app, account_id: int, email: str, payment_method: dict) -> dict:
     with app.app_context():
         client = get_gateway().raw()
         customer = client.v1.customers.create({"email": email, "metadata": {"member_id": str(account_id)}})
+    # Checkout made the customer for a session of ours: the customer belongs to the member.
+    link_customer(app, account_id, customer.id)
+    with app.app_context():
+        client = get_gateway().raw()
         pm = client.v1.payment_methods.create(payment_method)
         client.v1.payment_methods.attach(pm.id, {"customer": customer.id})
         client.v1.customers.update(customer.id, {"invoice_settings": {"default_payment_method": pm.id}})

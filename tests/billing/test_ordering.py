@@ -58,8 +58,8 @@ def lifecycles(draw):
 def test_any_permutation_with_duplicates_ends_in_the_newest_truth(app, client, stripe_api, case):
     snapshots, deliveries = case
     n = next(_ids)
-    member = make_account(app, email=f"order{n}@example.org")
     sub_id, cus_id = f"sub_ORD{n}", f"cus_ORD{n}"
+    member = make_account(app, email=f"order{n}@example.org", customer=cus_id)
     objects = []
     for i, (status, cancel_flag, created) in enumerate(snapshots):
         objects.append(subscription(id=sub_id, customer=cus_id, status=status, member_id=member,

@@ -31,9 +31,9 @@ def _status(app, member):
 
 def test_lost_webhook_is_repaired_and_second_run_changes_nothing(app, client, runner, stripe_api):
     now = int(time.time())
-    a = make_account(app, email="a@example.org")
-    b = make_account(app, email="b@example.org")
-    c = make_account(app, email="c@example.org")
+    a = make_account(app, email="a@example.org", customer="cus_sub_a")
+    b = make_account(app, email="b@example.org", customer="cus_sub_b")
+    c = make_account(app, email="c@example.org", customer="cus_sub_c")
     period = {"period_start": now - 86400, "period_end": now + 29 * 86400}
     for m, sid in ((a, "sub_a"), (b, "sub_b"), (c, "sub_c")):
         post_event(client, event("customer.subscription.created",
@@ -73,7 +73,7 @@ def test_lost_webhook_is_repaired_and_second_run_changes_nothing(app, client, ru
 
 def test_reconcile_never_overwrites_a_newer_webhook(app, client, runner, stripe_api):
     now = int(time.time())
-    m = make_account(app)
+    m = make_account(app, customer="cus_n")
     post_event(client, event("customer.subscription.updated",
                              subscription(id="sub_n", customer="cus_n", status="canceled", member_id=m),
                              created=now))
@@ -94,3 +94,35 @@ def test_reconcile_reports_stripe_errors_clearly(runner, stripe_api):
     result = runner.invoke(args=["stripe", "reconcile"])
     assert result.exit_code == 1
     assert "Error: Stripe: Stripe rejected the API key" in result.output
+
+
+def test_email_is_the_last_resort_link_for_readers_only_and_flags_them(app, runner, stripe_api):
+    """A subscription no checkout of ours links (a Payment Link, the Dashboard): reconcile links
+    it by email to a reader without a customer, and flags the member; never a staff account,
+    never a reader who already has a customer."""
+    from service.domain.membership import Role
+    from sqlalchemy import select
+
+    from service.models import StripeCustomer
+    from ..support.stripe_standin import SubscriptionTruth
+
+    reader = make_account(app, email="reader@example.org")
+    make_account(app, email="editor@example.org", role=Role.STAFF)
+    paying = make_account(app, email="paying@example.org", customer="cus_own")
+    subs = [subscription(id=f"sub_{n}", customer=f"cus_{n}", status="active") for n in ("r", "e", "p")]
+    _serve_list(stripe_api, subs, page_size=10)
+    truth = SubscriptionTruth(stripe_api)
+    for obj, email in zip(subs, ("READER@example.org", "editor@example.org", "paying@example.org")):
+        truth.set(obj)
+        stripe_api.on("GET", f"/v1/customers/{obj['customer']}",
+                      Reply(200, {"id": obj["customer"], "object": "customer", "email": email}))
+    result = runner.invoke(args=["stripe", "reconcile"])
+    assert result.exit_code == 0, result.output
+    assert f"customer cus_r linked by email to member {reader} (flagged)" in result.output
+    assert _status(app, reader) == MembershipStatus.ACTIVE
+    assert _status(app, paying) == MembershipStatus.PENDING
+    with app.app_context():
+        s = get_session()
+        owners = dict(s.execute(select(StripeCustomer.stripe_id, StripeCustomer.account_id)).all())
+        assert owners == {"cus_own": paying, "cus_r": reader, "cus_e": None, "cus_p": None}
+        assert "by email match" in s.get(Account, reader).membership.flag_reason

@@ -43,7 +43,7 @@ def test_database_failure_mid_event_answers_503_and_stores_nothing_then_retry_ap
         app = make_app(DATABASE_URL=f"{database_url}{sep}options=-c%20lock_timeout%3D300")
     else:
         app = make_app(SQLITE_BUSY_TIMEOUT=0.3)
-    member = make_account(app)
+    member = make_account(app, customer="cus_DB")
     client = app.test_client()
     evt = event("customer.subscription.created",
                 subscription(id="sub_DB", customer="cus_DB", status="active", member_id=member))

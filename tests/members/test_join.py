@@ -1,6 +1,8 @@
 """Journey 1: a reader joins and is sent to Stripe Checkout."""
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from sqlalchemy import func, select
 
@@ -30,8 +32,13 @@ def account(app, email: str) -> Account:
 
 @pytest.fixture
 def checkout_ok(stripe_api):
+    made = itertools.count()
+
     def reply(rec):
-        return Reply(200, checkout_session(id="cs_test_abc", member_id=int(rec.form["client_reference_id"]),
+        # Stripe makes a new session each time: the first is cs_test_abc, the next ones differ.
+        n = next(made)
+        return Reply(200, checkout_session(id="cs_test_abc" + (f"_{n}" if n else ""),
+                                           member_id=int(rec.form["client_reference_id"]),
                                            email=rec.form.get("customer_email", ""), customer=None,
                                            status="open", payment_status="unpaid",
                                            url="https://checkout.stripe.com/c/pay/cs_test_abc"))

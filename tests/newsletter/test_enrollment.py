@@ -10,7 +10,7 @@ from service.db import get_session
 from service.models import Account, NewsletterOutbox
 
 from ..support.events import event, post_event
-from ..support.factories import PASSWORD, make_account
+from ..support.factories import PASSWORD, link_customer, make_account
 from ..support.mailchimp_standin import md5
 from ..support.stripe_objects import subscription
 from ..support.web import login, post_form
@@ -26,6 +26,13 @@ def outbox(app, account_id=None):
         rows = get_session().scalars(stmt).all()
         get_session().expunge_all()
         return [(r.action, r.status) for r in rows]
+
+
+def reader(app, **kw) -> int:
+    """A reader whose Stripe customer cus_<id> is linked (as by a completed checkout of ours)."""
+    m = make_account(app, **kw)
+    link_customer(app, m, f"cus_{m}")
+    return m
 
 
 def membership(app, account_id):
@@ -44,7 +51,7 @@ def sub_event(member, status, created, kind="updated", **kw):
 def test_becoming_entitled_enqueues_exactly_one_enrollment_and_duplicates_nothing_more(make_app):
     app = make_app(NEWSLETTER_INLINE_DISABLED=True)
     client = app.test_client()
-    m = make_account(app)
+    m = reader(app)
     created = sub_event(m, "active", NOW - 50, "created")
     post_event(client, created)
     post_event(client, created)  # duplicate delivery
@@ -58,7 +65,7 @@ def test_lapsing_enqueues_the_removal_per_policy(make_app):
     for policy, action in (("unsubscribe", "unsubscribed"), ("archive", "archived"), ("keep", "kept")):
         app = make_app(NEWSLETTER_INLINE_DISABLED=True, NEWSLETTER_ON_LAPSE=policy)
         client = app.test_client()
-        m = make_account(app, email=f"{policy}@example.org")
+        m = reader(app, email=f"{policy}@example.org")
         post_event(client, sub_event(m, "active", NOW - 50, "created"))
         post_event(client, sub_event(m, "canceled", NOW - 40, "deleted"))
         assert outbox(app, m)[-1] == (action, "pending"), policy
@@ -69,14 +76,14 @@ def test_lapsing_enqueues_the_removal_per_policy(make_app):
 def test_an_unticked_box_enqueues_nothing(make_app):
     app = make_app(NEWSLETTER_INLINE_DISABLED=True)
     client = app.test_client()
-    m = make_account(app, newsletter=False)
+    m = reader(app, newsletter=False)
     post_event(client, sub_event(m, "active", NOW - 50, "created"))
     post_event(client, sub_event(m, "canceled", NOW - 40, "deleted"))
     assert outbox(app, m) == []
 
 
 def test_log_provider_records_the_enrollment_right_after_the_webhook(app, client):
-    m = make_account(app)
+    m = reader(app)
     resp = post_event(client, sub_event(m, "active", NOW, "created"))
     resp.close()  # the best-effort delivery runs once the response is finished
     assert outbox(app, m) == [("subscribed", "delivered")]
@@ -92,8 +99,8 @@ def test_log_provider_records_the_enrollment_right_after_the_webhook(app, client
 def test_provider_down_for_several_attempts_then_back_delivers_everything_once_in_order(mc_app, mailchimp):
     client = mc_app.test_client()
     runner = mc_app.test_cli_runner()
-    a = make_account(mc_app, email="a@example.org", name="Ada Lovelace")
-    b = make_account(mc_app, email="b@example.org", name="Bo Diddley")
+    a = reader(mc_app, email="a@example.org", name="Ada Lovelace")
+    b = reader(mc_app, email="b@example.org", name="Bo Diddley")
     mailchimp.fail_next(20, 503)  # Mailchimp is down
     for m in (a, b):
         resp = post_event(client, sub_event(m, "active", NOW - 50, "created"))
@@ -120,7 +127,7 @@ def test_provider_down_for_several_attempts_then_back_delivers_everything_once_i
 def test_changes_for_one_member_are_delivered_in_order(mc_app, mailchimp):
     client = mc_app.test_client()
     runner = mc_app.test_cli_runner()
-    m = make_account(mc_app)
+    m = reader(mc_app)
     post_event(client, sub_event(m, "active", NOW - 50, "created")).close()
     assert outbox(mc_app, m) == [("subscribed", "delivered")]
     mailchimp.fail_next(3, 500)
@@ -139,7 +146,7 @@ def test_after_max_attempts_the_change_is_marked_failed_for_staff_and_can_be_ret
     app = make_app(NEWSLETTER_PROVIDER="mailchimp", MAILCHIMP_API_KEY=mailchimp.api_key, MAILCHIMP_SERVER_PREFIX="us1",
                    MAILCHIMP_LIST_ID=mailchimp.list_id, MAILCHIMP_API_BASE=mailchimp.base, NEWSLETTER_BACKOFF_BASE=0.0,
                    NEWSLETTER_MAX_ATTEMPTS=3, NEWSLETTER_INLINE_DISABLED=True)
-    m = make_account(app)
+    m = reader(app)
     post_event(app.test_client(), sub_event(m, "active", NOW, "created"))
     mailchimp.fail_next(10, 500)
     for _ in range(4):  # one attempt per pass; the third failure is the last
@@ -158,7 +165,7 @@ def test_after_max_attempts_the_change_is_marked_failed_for_staff_and_can_be_ret
 
 def test_mailchimp_unsubscribe_webhook_then_renewal_stays_unsubscribed(mc_app, mailchimp):
     client = mc_app.test_client()
-    m = make_account(mc_app)
+    m = reader(mc_app)
     post_event(client, sub_event(m, "active", NOW - 50, "created")).close()
     mailchimp.unsubscribe_themselves("reader@example.org")
     resp = client.post("/newsletter/mailchimp/webhook/mc-hook-secret", data={
@@ -183,7 +190,7 @@ def test_mailchimp_unsubscribe_webhook_then_renewal_stays_unsubscribed(mc_app, m
 ])
 def test_mailchimp_webhooks_update_the_dawns_status(mc_app, kind, data, status, opt_in):
     client = mc_app.test_client()
-    m = make_account(mc_app)
+    m = reader(mc_app)
     post_event(client, sub_event(m, "active", NOW, "created")).close()
     resp = client.post("/newsletter/mailchimp/webhook/mc-hook-secret", data={"type": kind, **data})
     assert resp.status_code == 200 and resp.json["outcome"] == "applied"
@@ -204,7 +211,7 @@ def test_mailchimp_webhook_validation_get_and_secret(mc_app):
 
 
 def test_account_toggle_turns_dawns_off_and_on(app, client):
-    m = make_account(app)
+    m = reader(app)
     post_event(client, sub_event(m, "active", NOW, "created")).close()
     login(client, "reader@example.org", PASSWORD)
     page = client.get("/account").get_data(as_text=True)

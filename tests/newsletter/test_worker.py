@@ -29,7 +29,7 @@ def enroll(app, n: int) -> list[int]:
     client = app.test_client()
     ids = []
     for i in range(n):
-        m = make_account(app, email=f"w{i}@example.org", name=f"Worker {i}")
+        m = make_account(app, email=f"w{i}@example.org", name=f"Worker {i}", customer=f"cus_w{i}")
         post_event(client, event("customer.subscription.created",
                                  subscription(id=f"sub_w{i}", customer=f"cus_w{i}", status="active", member_id=m)))
         ids.append(m)

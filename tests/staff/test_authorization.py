@@ -6,23 +6,39 @@ import pytest
 from ..support.factories import make_account
 from ..support.staff import api_token, client_as
 
-STAFF_PAGES = ["/staff", "/staff/members/{member}", "/staff/export.csv"]
+STAFF_PAGES = ["/staff", "/staff/members/{member}", "/staff/export.csv", "/staff/checkouts"]
 ADMIN_PAGES = ["/staff/admin"]
-API_ROUTES = ["/api/v1/members", "/api/v1/members/{member}", "/api/v1/entitlements?member_id={member}"]
+MEMBER_API = ["/api/v1/members", "/api/v1/members/{member}"]
+ENTITLEMENT_API = ["/api/v1/entitlements?member_id={member}", "/api/v1/entitlements?email=subject@example.org"]
 
-CALLERS = ["anonymous", "member", "staff", "admin", "valid token", "revoked token"]
-
-# Expected status per (caller, kind of route).
-EXPECTED = {
-    ("anonymous", "staff"): 302, ("anonymous", "admin"): 302, ("anonymous", "api"): 401,
-    ("member", "staff"): 403, ("member", "admin"): 403, ("member", "api"): 401,
-    ("staff", "staff"): 200, ("staff", "admin"): 403, ("staff", "api"): 401,
-    ("admin", "staff"): 200, ("admin", "admin"): 200, ("admin", "api"): 401,
-    ("valid token", "staff"): 302, ("valid token", "admin"): 302, ("valid token", "api"): 200,
-    ("revoked token", "staff"): 302, ("revoked token", "admin"): 302, ("revoked token", "api"): 401,
+# Token callers carry scopes; every other caller is a browser.
+TOKENS = {
+    "token entitlements:read": ("entitlements:read",),
+    "token members:read": ("members:read",),
+    "token both scopes": ("entitlements:read", "members:read"),
+    "token organisations:read": ("organisations:read",),
+    "token metrics:read": ("metrics:read",),
+    "revoked token": ("entitlements:read", "members:read"),
 }
+CALLERS = ["anonymous", "member", "staff", "admin", *TOKENS]
 
-ROUTES = [("staff", p) for p in STAFF_PAGES] + [("admin", p) for p in ADMIN_PAGES] + [("api", p) for p in API_ROUTES]
+
+def expected(caller: str, kind: str) -> int:
+    if kind in ("staff", "admin"):
+        if caller in ("anonymous", *TOKENS):
+            return 302  # sent to log in: a token is no browser session
+        if caller == "member" or (caller == "staff" and kind == "admin"):
+            return 403
+        return 200
+    # API routes: a live token whose scopes name the route, else 401 (no or bad token) or 403.
+    if caller not in TOKENS or caller == "revoked token":
+        return 401
+    needed = "members:read" if kind == "members" else "entitlements:read"
+    return 200 if needed in TOKENS[caller] else 403
+
+
+ROUTES = ([("staff", p) for p in STAFF_PAGES] + [("admin", p) for p in ADMIN_PAGES]
+          + [("members", p) for p in MEMBER_API] + [("entitlements", p) for p in ENTITLEMENT_API])
 
 
 @pytest.mark.parametrize("caller", CALLERS)
@@ -30,17 +46,21 @@ ROUTES = [("staff", p) for p in STAFF_PAGES] + [("admin", p) for p in ADMIN_PAGE
 def test_authorisation_matrix(app, caller, kind, path):
     member = make_account(app, email="subject@example.org", name="Subject")
     headers = {}
-    if caller.endswith("token"):
+    if caller in TOKENS:
         client = app.test_client()
-        headers["Authorization"] = f"Bearer {api_token(app, revoked=caller == 'revoked token')}"
+        token = api_token(app, revoked=caller == "revoked token", scopes=TOKENS[caller])
+        headers["Authorization"] = f"Bearer {token}"
     else:
         client = client_as(app, caller)
     resp = client.get(path.format(member=member), headers=headers)
     resp.close()  # the CSV export streams: finish it as a WSGI server would
-    assert resp.status_code == EXPECTED[(caller, kind)]
-    if kind == "api" and resp.status_code == 401:
+    assert resp.status_code == expected(caller, kind)
+    if kind in ("members", "entitlements") and resp.status_code == 401:
         assert resp.json["error"]["code"] == "unauthorized"
         assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+    if resp.status_code == 403 and caller in TOKENS:
+        assert resp.json["error"]["code"] == "insufficient_scope"
+        assert 'error="insufficient_scope"' in resp.headers["WWW-Authenticate"]
 
 
 @pytest.mark.parametrize("caller, expected", [("anonymous", 302), ("member", 403), ("staff", 403), ("admin", 200)])

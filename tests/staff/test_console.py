@@ -13,7 +13,7 @@ from service.domain.membership import MembershipStatus as S
 from service.models import Account, AuditLog
 
 from ..support.events import event, post_event
-from ..support.factories import make_account
+from ..support.factories import make_account, link_customer
 from ..support.staff import client_as
 from ..support.stripe_objects import subscription
 from ..support.web import csrf_from
@@ -75,6 +75,7 @@ def test_pagination(app):
 def test_member_page_answers_who_since_when_and_what_happened(app, seeded):
     staff = client_as(app, "staff")
     member = seeded["amina.yusuf@example.org"]
+    link_customer(app, member, "cus_M")
     post_event(app.test_client(), event("customer.subscription.created",
                subscription(id="sub_M", customer="cus_M", status="active", member_id=member)))
     html = staff.get(f"/staff/members/{member}").get_data(as_text=True)
@@ -110,6 +111,7 @@ def test_comp_needs_confirmation_and_a_reason(app, seeded):
 def test_comp_and_revoke_change_entitlement_survive_stripe_and_are_audited(app, seeded):
     staff = client_as(app, "staff")
     member = seeded["carl.smith@example.org"]
+    link_customer(app, member, "cus_C")
     _post(staff, f"/staff/members/{member}/comp", {"comp-reason": "Partner newsroom", "comp-confirm": "y"})
     assert _status(app, member) == S.COMPED
     hook = app.test_client()

@@ -9,7 +9,8 @@ PASSWORD = "a long test password"
 
 
 def make_account(app, email="reader@example.org", name="Reader One", role=Role.MEMBER,
-                 status=MembershipStatus.PENDING, password=PASSWORD, newsletter=True, created_at=None) -> int:
+                 status=MembershipStatus.PENDING, password=PASSWORD, newsletter=True, created_at=None,
+                 customer: str | None = None) -> int:
     from service.members.services import hash_password
 
     with app.app_context():
@@ -21,4 +22,33 @@ def make_account(app, email="reader@example.org", name="Reader One", role=Role.M
             acc.membership = Membership(status=status, newsletter_opt_in=newsletter)
         s.add(acc)
         s.commit()
-        return acc.id
+        account_id = acc.id
+    if customer is not None:
+        link_customer(app, account_id, customer)
+    return account_id
+
+
+def link_customer(app, account_id: int, customer_id: str) -> None:
+    """What a completed Checkout Session of ours does: the customer belongs to the account."""
+    from service.billing.lifecycle import link_customer as link
+
+    with app.app_context():
+        s = get_session()
+        link(s, customer_id, s.get(Account, account_id))
+        s.commit()
+
+
+def our_checkout(app, account_id: int, **fields) -> dict:
+    """A completed Checkout Session as Stripe sends it, recorded as one this service created for
+    the account (what POST /join does before redirecting to Stripe)."""
+    from service.billing.lifecycle import record_checkout_session
+
+    from .stripe_objects import checkout_session
+
+    fields.setdefault("email", "reader@example.org")
+    cs = checkout_session(member_id=account_id, **fields)
+    with app.app_context():
+        s = get_session()
+        record_checkout_session(s, {"id": cs["id"], "status": "open"}, s.get(Account, account_id))
+        s.commit()
+    return cs

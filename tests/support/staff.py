@@ -19,11 +19,14 @@ def client_as(app, role: str):
     return client
 
 
-def api_token(app, name="website", revoked=False) -> str:
+READ_ALL = ("entitlements:read", "members:read")
+
+
+def api_token(app, name="website", revoked=False, scopes=READ_ALL) -> str:
     from service.api.tokens import create_token, revoke_token
 
     with app.app_context():
-        token = create_token(name)
+        token = create_token(name, scopes)
         if revoked:
             revoke_token(name)
     return token

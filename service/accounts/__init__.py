@@ -1,0 +1,1 @@
+"""Accounts below the journeys: single-use emailed links and email changes."""

@@ -1,0 +1,92 @@
+"""Changing the sign-in email: only by following a link sent to the new address.
+
+Stripe's customer email (the Portal, the Dashboard) is the billing email: anyone who can type
+there can type any address. So a new billing email only asks the account, at that address,
+"use this address to sign in?"; the login email and the DAWNS address move when the link is
+followed (single use, 24 hours).
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from flask import current_app, url_for
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from ..db import get_session
+from ..mail import MailError, send_mail
+from ..models import Account, AuditLog
+from ..newsletter.outbox import enqueue_if_changed
+from . import links
+
+PURPOSE = "email_change"
+TTL = timedelta(hours=24)
+
+
+class EmailInUse(Exception):
+    """Another account signs in with that address."""
+
+
+def request(session: Session, account: Account, new_email: str, *, source: str) -> None:
+    """Send the confirmation link (the caller commits; the mail goes after the response)."""
+    links.withdraw(session, PURPOSE, account)
+    token = links.issue(session, PURPOSE, account, TTL, {"email": new_email, "source": source})
+    link = current_app.config["PUBLIC_BASE_URL"] + url_for("members.confirm_email", token=token)
+    session.add(AuditLog(actor_id=None, actor_email=source, action="email_change_requested",
+                         target_account_id=account.id, details={"to": new_email}))
+    try:
+        send_mail(new_email, "Use this address to sign in?",
+                  f"Hello {account.name},\n\nYour billing email for your DAWNS membership is now {new_email}.\n\n"
+                  f"Do you also want to sign in, and receive DAWNS Digest, at this address? Open this link "
+                  f"and confirm (it works once, for 24 hours):\n\n{link}\n\n"
+                  f"If you do nothing, you keep signing in as {account.email}.\n")
+    except MailError:
+        pass
+
+
+def pending(token: str, account: Account) -> str | None:
+    """The address this link would move `account` to, if the link is live and is theirs."""
+    row = links.peek(get_session(), PURPOSE, token)
+    if row is None or row.account_id != account.id:
+        return None
+    return row.data["email"]
+
+
+def confirm(token: str, account: Account) -> Account | None:
+    """Follow the link: the sign-in email and the DAWNS address move together.
+
+    It takes both the link (the new address is theirs) and the signed-in account (the account
+    holder wants it): whoever owns an address typed into Stripe by mistake cannot take the
+    account with it. None when the link is used, expired, unknown or someone else's;
+    EmailInUse when another account signs in with the address."""
+    session = get_session()
+    if pending(token, account) is None:
+        return None
+    row = links.use(session, PURPOSE, token)
+    if row is None or row.account_id != account.id:
+        session.rollback()
+        return None
+    new_email = row.data["email"]
+    if session.scalar(select(Account.id).where(Account.email == new_email, Account.id != account.id)) is not None:
+        session.rollback()
+        raise EmailInUse(new_email)
+    old = account.email
+    account.email = new_email
+    session.add(AuditLog(actor_id=account.id, actor_email=new_email, action="email_changed",
+                         target_account_id=account.id, details={"from": old, "to": new_email}))
+    membership = account.membership
+    if membership is not None and membership.newsletter_desired != "none":
+        enqueue_if_changed(session, account, membership, force=True)  # move the list member too
+    try:
+        session.commit()
+    except IntegrityError:  # the address was taken a moment ago
+        session.rollback()
+        raise EmailInUse(new_email) from None
+    try:
+        send_mail(old, "Your sign-in email was changed",
+                  f"Hello {account.name},\n\nYou now sign in to your DAWNS membership as {new_email}. If this "
+                  "was not you, reply to this message straight away.\n")
+    except MailError:
+        pass
+    return account
