@@ -25,8 +25,9 @@ def _hash(token: str) -> str:
 def issue(session: Session, purpose: str, account: Account | None, ttl: timedelta,
           data: dict[str, Any] | None = None) -> str:
     token = secrets.token_urlsafe(32)
+    now = utcnow()
     session.add(AccountToken(token_hash=_hash(token), purpose=purpose, account_id=account.id if account else None,
-                             data=data or {}, expires_at=utcnow() + ttl))
+                             data=data or {}, created_at=now, expires_at=now + ttl))
     return token
 
 

@@ -18,9 +18,27 @@ from .schemas import (
 
 
 def _errors(*codes: int) -> dict[str, Any]:
-    text = {400: "Bad request", 401: "Missing, unknown or revoked token", 404: "Not found",
-            422: "Invalid parameters", 429: "Rate limited"}
+    text = {400: "Bad request (e.g. a query string that is not valid UTF-8, or a NUL byte)",
+            401: "Missing, unknown or revoked token", 403: "The token lacks the scope this route needs",
+            404: "Not found", 422: "Invalid parameters", 429: "Rate limited (per token)",
+            503: "The database is unavailable; retry"}
     return {str(c): {"description": text[c], "content": {"application/json": {"schema": "Error"}}} for c in codes}
+
+
+def _lookup_parameter() -> dict[str, Any]:
+    """Exactly one of email or member_id. OpenAPI 3.0 cannot say that of separate query
+    parameters, so the pair is one exploded form object whose schema is a oneOf."""
+    query = EntitlementQuerySchema()
+    email = {"type": "string", "minLength": 1, "maxLength": 320, "pattern": r"^[^\x00-\x1f\x7f]*$"}
+    member_id = {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}
+    assert set(query.fields) == {"email", "member_id"}  # keep in step with the schema that validates
+    return {"in": "query", "name": "lookup", "required": True, "style": "form", "explode": True,
+            "description": "Give exactly one: `email=` (case-insensitive) or `member_id=`.",
+            "schema": {"type": "object", "oneOf": [
+                {"type": "object", "properties": {"email": email}, "required": ["email"],
+                 "additionalProperties": False},
+                {"type": "object", "properties": {"member_id": member_id}, "required": ["member_id"],
+                 "additionalProperties": False}]}}
 
 
 @lru_cache(maxsize=1)
@@ -42,19 +60,21 @@ def document() -> dict[str, Any]:
         "operationId": "listMembers", "summary": "Members, filtered and paginated", "security": security,
         "parameters": [{"in": "query", "schema": MemberQuerySchema}],
         "responses": {"200": {"description": "A page of members",
-                              "content": {"application/json": {"schema": "MemberList"}}},
-                      **_errors(400, 401, 422, 429)}}})
+                              "content": {"application/json": {"schema": "MemberList"}},
+                              "links": {"GetMember": {"operationId": "getMember",
+                                                      "parameters": {"member_id": "$response.body#/members/0/id"}}}},
+                      **_errors(400, 401, 403, 422, 429, 503)}}})
     spec.path(path="/api/v1/members/{member_id}", operations={"get": {
         "operationId": "getMember", "summary": "One member", "security": security,
         "parameters": [{"in": "path", "name": "member_id", "required": True,
                         "schema": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}}],
         "responses": {"200": {"description": "The member", "content": {"application/json": {"schema": "Member"}}},
-                      **_errors(400, 401, 404, 429)}}})
+                      **_errors(400, 401, 403, 404, 429, 503)}}})
     spec.path(path="/api/v1/entitlements", operations={"get": {
         "operationId": "getEntitlement",
         "summary": "May this reader pass the paywall? Give exactly one of email or member_id.",
         "security": security,
-        "parameters": [{"in": "query", "schema": EntitlementQuerySchema}],
+        "parameters": [_lookup_parameter()],
         "responses": {"200": {"description": "The answer", "content": {"application/json": {"schema": "Entitlement"}}},
-                      **_errors(400, 401, 404, 422, 429)}}})
+                      **_errors(400, 401, 403, 404, 422, 503)}}})
     return spec.to_dict()

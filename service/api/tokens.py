@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import bindparam, select, true, update
+from sqlalchemy.exc import DBAPIError
 
 from ..db import get_session, utcnow
 from ..domain.membership import MembershipStatus
@@ -149,6 +150,16 @@ _thread = threading.local()
 
 
 def _fetch_one(engine, stmt, params: dict[str, Any]):
+    """Driver errors (a refused connection, a dropped one) come out as SQLAlchemy's own, so the
+    caller has one kind of database failure to answer with a JSON 503."""
+    dbapi_error = engine.dialect.loaded_dbapi.Error
+    try:
+        return _fetch_one_raw(engine, stmt, params)
+    except dbapi_error as exc:
+        raise DBAPIError.instance(None, None, exc, dbapi_error) from exc
+
+
+def _fetch_one_raw(engine, stmt, params: dict[str, Any]):
     """Compiled once per engine; runs straight on the driver's cursor (no ORM, no transaction).
 
     On PostgreSQL each server thread keeps one autocommit connection for this read (taken

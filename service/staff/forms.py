@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, DateField, EmailField, SelectField, SelectMultipleField, StringField, TextAreaField
-from wtforms.validators import DataRequired, Email, Length, Optional, Regexp
+from wtforms.validators import DataRequired, Email, Length, Optional, Regexp, ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from ..api.auth import DEFAULT_SCOPES, SCOPES
@@ -31,9 +31,15 @@ class RoleForm(ConfirmForm):
     role = SelectField("Role", choices=["staff", "admin"])
 
 
+def _at_least_one(form, field) -> None:
+    # Not DataRequired: its `required` flag would make the browser demand every checkbox.
+    if not field.data:
+        raise ValidationError("Choose at least one scope.")
+
+
 class TokenForm(ConfirmForm):
     name = StringField("Token name", filters=[lambda v: v.strip() if v else v],
                        validators=[DataRequired("Name the token."), Regexp(NAME_RE, message=f"Use {NAME_RULE}.")])
     scopes = SelectMultipleField("Scopes", choices=list(SCOPES), default=list(DEFAULT_SCOPES),
                                  option_widget=CheckboxInput(), widget=ListWidget(prefix_label=False),
-                                 validators=[DataRequired("Choose at least one scope.")])
+                                 validators=[_at_least_one])
