@@ -22,6 +22,7 @@ run: migrate
 	$(FLASK) demo
 
 test: $(STAMP)
+	$(BIN)/lint-imports --no-cache   # the layers of service/ (pyproject.toml [tool.importlinter])
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)

@@ -35,6 +35,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
 
     register_extensions(app)
+    register_template_globals(app)
     register_blueprints(app)
     register_errorhandlers(app)
     register_commands(app)
@@ -80,7 +81,6 @@ def _refuse_unsafe_production(app: Flask) -> None:
 
 def register_extensions(app: Flask) -> None:
     from . import db, mail, security
-    from .billing.gateway import build_gateway
     from .extensions import csrf, limiter, login_manager
     from .newsletter import runtime as newsletter_runtime
     from .paywall.keys import load_keys
@@ -101,7 +101,7 @@ def register_extensions(app: Flask) -> None:
     def _load(session_id: str):
         import hmac
 
-        from .members.services import get_account, session_is_live
+        from .accounts.services import get_account, session_is_live
         from .models import session_fingerprint
 
         account_id, _, fingerprint = session_id.partition(":")
@@ -115,9 +115,36 @@ def register_extensions(app: Flask) -> None:
         return account
 
 
+def build_gateway(config: Mapping[str, Any]):
+    """The one Stripe gateway: Stripe itself (or any server that speaks its API), or, for the
+    embedded default, the twin that turns Checkout and the Portal into demo pages."""
+    from .billing.gateway import BillingGateway, StripeGateway
+
+    common: dict[str, Any] = dict(
+        api_key=config["STRIPE_SECRET_KEY"],
+        api_version=config["STRIPE_API_VERSION"],
+        api_base=config["STRIPE_API_BASE"] or None,
+        timeout=config["STRIPE_TIMEOUT"],
+        max_network_retries=config["STRIPE_MAX_NETWORK_RETRIES"],
+    )
+    gateway: BillingGateway
+    if config["DEMO_CHECKOUT"]:
+        from .demo.gateway import DemoGateway
+
+        gateway = DemoGateway(secret_key=config["SECRET_KEY"], public_base_url=config["PUBLIC_BASE_URL"], **common)
+    else:
+        gateway = StripeGateway(**common)
+    return gateway
+
+
+def register_template_globals(app: Flask) -> None:
+    from .domain.money import format_amount, per_interval
+
+    app.jinja_env.globals.update(format_amount=format_amount, per_interval=per_interval)
+
+
 def register_blueprints(app: Flask) -> None:
     from .api.routes import bp as api_bp
-    from .billing import demo
     from .billing.routes import bp as billing_bp
     from .members.routes import bp as members_bp
     from .newsletter.routes import bp as newsletter_bp
@@ -133,7 +160,9 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(api_bp)
     app.register_blueprint(paywall_bp)
     if app.config["DEMO_CHECKOUT"]:
-        app.register_blueprint(demo.bp)
+        from .demo.routes import bp as demo_bp
+
+        app.register_blueprint(demo_bp)
 
 
 def register_errorhandlers(app: Flask) -> None:
@@ -143,6 +172,15 @@ def register_errorhandlers(app: Flask) -> None:
 
 
 def register_commands(app: Flask) -> None:
-    from .cli import init_app
+    """Module-level click groups, one per topic (SPEC "Contract": `flask --app wsgi ...`)."""
+    from .accounts.commands import tokens
+    from .billing.commands import stripe_group
+    from .commands import db
+    from .devserver import demo
+    from .membership.commands import levels
+    from .newsletter.commands import newsletter
+    from .paywall.commands import paywall
+    from .staff.commands import staff
 
-    init_app(app)
+    for command in (db, staff, tokens, levels, stripe_group, newsletter, paywall, demo):
+        app.cli.add_command(command)

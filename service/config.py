@@ -46,6 +46,10 @@ def from_environment(env_file: bool = True) -> dict[str, Any]:
         "STRIPE_SECRET_KEY": stripe_secret_key,
         "STRIPE_WEBHOOK_SECRET": env.get("STRIPE_WEBHOOK_SECRET", ""),
         "STRIPE_PRICE_ID": env.get("STRIPE_PRICE_ID", ""),
+        # The Product every membership price belongs to; unset: read once from STRIPE_PRICE_ID's price.
+        "STRIPE_PRODUCT_ID": env.get("STRIPE_PRODUCT_ID", ""),
+        # Days a past-due membership still entitles after its paid-through date (Stripe retries).
+        "PAST_DUE_GRACE_DAYS": _int(env.get("PAST_DUE_GRACE_DAYS"), 14),
         "STRIPE_API_BASE": env.get("STRIPE_API_BASE", ""),
         "STRIPE_API_VERSION": env.get("STRIPE_API_VERSION") or DEFAULT_STRIPE_API_VERSION,
         "STRIPE_TIMEOUT": float(env.get("STRIPE_TIMEOUT", "10")),
@@ -88,7 +92,7 @@ def from_environment(env_file: bool = True) -> dict[str, Any]:
         # Security and limits
         "RATELIMIT_STORAGE_URI": env.get("RATELIMIT_STORAGE_URI", "memory://"),
         "RATELIMIT_LOGIN": env.get("RATELIMIT_LOGIN", "10 per minute"),
-        "RATELIMIT_JOIN": env.get("RATELIMIT_JOIN", "10 per hour"),
+        "RATELIMIT_JOIN": env.get("RATELIMIT_JOIN", "60 per hour"),
         "RATELIMIT_RESET": env.get("RATELIMIT_RESET", "5 per hour"),
         "RATELIMIT_SUCCESS": env.get("RATELIMIT_SUCCESS", "30 per minute"),
         "RATELIMIT_API": env.get("RATELIMIT_API", "6000 per minute"),

@@ -1,114 +1,102 @@
-"""The embedded default behind `make run`.
+"""`flask --app wsgi demo`: the embedded default behind `make run`.
 
 Without Stripe keys in the environment or `.env`, start localstripe (a fake Stripe server) as a
-child process on a free port, create the $5/month plan, register our webhook with a fresh
-signing secret, and serve the site with the demo Checkout and Portal pages. With keys, serve
-against real Stripe and no stand-in. Ctrl-C stops everything this started.
+child process on a free port, provision it (the membership product, its $5/month and $50/year
+plans, our webhook with a fresh signing secret), and serve the site with the demo Checkout and
+Portal pages. With keys, serve against real Stripe and no stand-in. Ctrl-C or SIGTERM stops
+everything this started. An entry point like `wsgi.py`: it builds the app, so it sits above
+every layer.
 """
 from __future__ import annotations
 
 import os
 import secrets
-import socket
+import signal
 import subprocess
-import sys
-import time
-import urllib.request
-from urllib.parse import urlencode
+from pathlib import Path
 
 import click
 from flask import current_app
 from werkzeug.serving import run_simple
 
-DEMO_PLAN_ID = "plan_dawns_monthly"
-DEMO_STAFF_EMAIL = "staff@example.org"
+from .demo.localstripe import DEMO_STAFF_EMAIL, provision_localstripe, seed_demo_catalogue, start_localstripe
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+@click.command("demo")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+def demo(host: str, port: int) -> None:
+    """Serve the embedded default: localstripe stand-in (unless Stripe keys are set) and a demo staff login."""
+    run_demo(host, port)
 
 
-def wait_for_port(port: int, proc: subprocess.Popen | None = None, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode} before listening")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listening on port {port} after {timeout}s")
+DEMO_ENV_FILE = "demo-stripe.env"
 
 
-def start_localstripe(port: int | None = None, log_path: str | None = None) -> tuple[subprocess.Popen, str]:
-    port = port or free_port()
-    out = open(log_path, "ab") if log_path else subprocess.DEVNULL
+def _migrated() -> bool:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from .db import get_engine
+    from .migrate import current_revision, head_revision
+
     try:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "localstripe", "--from-scratch", "--port", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    finally:
-        if log_path:
-            out.close()  # the child holds its own descriptor
-    wait_for_port(port, proc)
-    return proc, f"http://127.0.0.1:{port}"
+        with get_engine().connect() as conn:
+            return current_revision(conn) == head_revision()
+    except SQLAlchemyError:
+        return False
 
 
-def register_localstripe_webhook(api_base: str, url: str, secret: str, name: str = "dawns") -> None:
-    """localstripe's own configuration endpoint (not part of Stripe's API)."""
-    body = urlencode({"url": url, "secret": secret}).encode()
-    req = urllib.request.Request(f"{api_base}/_config/webhooks/{name}", data=body, method="POST")
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        resp.read()
+def _stop_on_sigterm() -> None:
+    """`kill`, systemd or a stopped container end the demo like Ctrl-C: localstripe goes too."""
+    def stop(*_):
+        raise KeyboardInterrupt
 
-
-def provision_localstripe(api_base: str, webhook_url: str) -> dict[str, str]:
-    """The plan and the webhook in a fresh localstripe; returns the settings to run with."""
-    from .billing.gateway import create_plan
-
-    secret_key = "sk_test_demo_" + secrets.token_hex(8)
-    webhook_secret = "whsec_" + secrets.token_hex(24)
-    create_plan(api_base, secret_key, DEMO_PLAN_ID, amount_cents=500, currency="usd", interval="month")
-    register_localstripe_webhook(api_base, webhook_url, webhook_secret)
-    return {
-        "STRIPE_SECRET_KEY": secret_key,
-        "STRIPE_API_BASE": api_base,
-        "STRIPE_PRICE_ID": DEMO_PLAN_ID,
-        "STRIPE_WEBHOOK_SECRET": webhook_secret,
-        "DEMO_CHECKOUT": "1",
-    }
+    signal.signal(signal.SIGTERM, stop)
 
 
 def run_demo(host: str, port: int) -> None:
     from . import create_app
+    from .accounts.services import create_staff
     from .domain.membership import Role
-    from .members.services import create_staff
 
+    if not _migrated():
+        raise click.ClickException("the database is not migrated: run `flask --app wsgi db upgrade` first "
+                                   "(`make run` does)")
+    _stop_on_sigterm()
+    base_url = f"http://{host}:{port}"
+    if not os.environ.get("PUBLIC_BASE_URL"):
+        os.environ["PUBLIC_BASE_URL"] = base_url  # links, Checkout returns and mail point at this port
+    env_file = Path(current_app.instance_path) / DEMO_ENV_FILE
     child = None
     try:
         if not current_app.config["STRIPE_SECRET_KEY"]:
-            child, api_base = start_localstripe(log_path=str(current_app.instance_path) + "/localstripe.log")
-            os.environ.update(provision_localstripe(api_base, f"http://{host}:{port}/stripe/webhook"))
+            child, api_base = start_localstripe(log_path=str(Path(current_app.instance_path) / "localstripe.log"))
+            settings = provision_localstripe(api_base, f"{base_url}/stripe/webhook")
+            os.environ.update(settings)
+            # Other commands (`stripe reconcile`, `levels list`) reach this stand-in with these.
+            env_file.write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
+            env_file.chmod(0o600)
             click.echo(f"localstripe (Stripe stand-in) running at {api_base}, pid {child.pid}")
+            click.echo(f"  Its settings, for other commands: set -a; . {env_file}; set +a")
         else:
             click.echo("Stripe keys found: using Stripe, no stand-in.")
         app = create_app()
+        if app.config["DEMO_CHECKOUT"]:
+            seed_demo_catalogue(app)
         password = secrets.token_urlsafe(12)
         with app.app_context():
             create_staff(DEMO_STAFF_EMAIL, "Demo staff", password, Role.ADMIN)
         click.echo("")
-        click.echo(f"  Membership service: http://{host}:{port}/")
+        click.echo(f"  Membership service: {os.environ['PUBLIC_BASE_URL']}/")
         click.echo(f"  Demo staff login:   {DEMO_STAFF_EMAIL} / {password}   (admin, at /login)")
         click.echo("  Press Ctrl-C to stop.")
         click.echo("")
         run_simple(host, port, app, threaded=True, use_reloader=False)
+    except KeyboardInterrupt:
+        pass
     finally:
         if child is not None:
+            env_file.unlink(missing_ok=True)
             child.terminate()
             try:
                 child.wait(timeout=5)

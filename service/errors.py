@@ -74,7 +74,8 @@ def init_app(app: Flask) -> None:
     def _unexpected(exc: Exception):
         if isinstance(exc, HTTPException):
             return _http(exc)
-        log.exception("unhandled error on %s %s", request.method, request.path)
+        # The endpoint, not the path: paths can carry single-use tokens (reset, confirmation links).
+        log.exception("unhandled error on %s %s", request.method, request.endpoint or "unknown route")
         if wants_json():
             return json_error(500, "Something went wrong on our side.")
         return render_template("errors/error.html", status=500, title="Something went wrong",

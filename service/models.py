@@ -1,7 +1,7 @@
 """Typed SQLAlchemy 2 models. Every table the service needs is here and in the first migration."""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import hashlib
@@ -9,11 +9,15 @@ import hmac
 
 from flask import current_app
 from flask_login import UserMixin
-from sqlalchemy import JSON, Boolean, Enum, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, Enum, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .db import Base, utcnow
-from .domain.membership import MembershipStatus, Role, is_entitled
+from .domain.membership import Interval, Level as LevelTerms, MembershipStatus, Role, entitled
+
+
+# `snapshot_at` of a subscription row made before anything was read for it.
+NEVER_READ = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def session_fingerprint(account: "Account") -> str:
@@ -53,6 +57,8 @@ class Account(UserMixin, Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     last_login_at: Mapped[datetime | None]
+    # Set when the owner proved they read this address (a reset or confirmation link used).
+    email_verified_at: Mapped[datetime | None]
 
     membership: Mapped[Membership | None] = relationship(back_populates="account", uselist=False)
 
@@ -76,7 +82,7 @@ class Membership(Base):
     __tablename__ = "memberships"
     # The paywall reads status and paid_through by account: answered from the index alone.
     __table_args__ = (
-        Index("ix_memberships_paywall", "account_id", postgresql_include=["status", "paid_through"]),
+        Index("ix_memberships_paywall", "account_id", postgresql_include=["status", "paid_through", "level_name"]),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -92,6 +98,15 @@ class Membership(Base):
     comped_at: Mapped[datetime | None]
     flagged_at: Mapped[datetime | None]
     flag_reason: Mapped[str | None] = mapped_column(Text)
+    # The level the member pays for, as derived (see domain.membership.Level), and its value per
+    # month in cents (a yearly amount / 12), kept for the figures staff ask for.
+    level_name: Mapped[str | None] = mapped_column(String(100))
+    level_amount: Mapped[int | None] = mapped_column(Integer)
+    level_currency: Mapped[str | None] = mapped_column(String(3))
+    level_interval: Mapped[str | None] = mapped_column(String(10))
+    monthly_value: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Two paying subscriptions at once (one made in the Dashboard, say): staff can filter for it.
+    paying_twice: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0", index=True)
     # DAWNS Digest. opt_in: the member's own choice (join box, account toggle, Mailchimp
     # unsubscribe). desired: what we last asked the provider to hold. status/email/synced_at:
     # what the provider confirmed it holds.
@@ -106,9 +121,15 @@ class Membership(Base):
 
     account: Mapped[Account] = relationship(back_populates="membership")
 
+    def entitled_at(self, now: datetime, grace: timedelta) -> bool:
+        return entitled(self.status, self.paid_through, now, grace)
+
     @property
-    def entitled(self) -> bool:
-        return is_entitled(self.status)
+    def level(self) -> LevelTerms | None:
+        if self.level_name is None or self.level_amount is None:
+            return None
+        return LevelTerms(self.level_name, self.level_amount, self.level_currency or "usd",
+                          Interval(self.level_interval or "month"))
 
 
 class StripeCustomer(Base):
@@ -139,6 +160,9 @@ class StripeSubscription(Base):
     )
     status: Mapped[str] = mapped_column(String(40))
     price_id: Mapped[str | None] = mapped_column(String(255))
+    # Every item as snapshotted: [{"id", "price", "product", "amount", "currency", "interval",
+    # "quantity"}]. Which of them count for membership is the catalogue's call, at recompute.
+    items: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     current_period_end: Mapped[datetime | None]
     cancel_at_period_end: Mapped[bool] = mapped_column(Boolean, default=False)
     cancel_at: Mapped[datetime | None]
@@ -196,9 +220,14 @@ class NewsletterOutbox(Base):
 
 class ApiToken(Base):
     __tablename__ = "api_tokens"
+    __table_args__ = (
+        # One live token per name; a revoked token's name can be given to its replacement.
+        Index("uq_api_tokens_live_name", "name", unique=True, sqlite_where=text("revoked_at IS NULL"),
+              postgresql_where=text("revoked_at IS NULL")),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(100), unique=True)
+    name: Mapped[str] = mapped_column(String(100))
     # SHA-256 of the token: the token itself is shown once and never stored.
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     # Space-separated scopes (SPEC "Trust rules"), e.g. "entitlements:read members:read".
@@ -277,3 +306,53 @@ class LoginSession(Base):
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     ended_at: Mapped[datetime | None]
+
+
+class Level(Base):
+    """A membership level of the catalogue: what readers may choose on /join."""
+
+    __tablename__ = "levels"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    amount: Mapped[int] = mapped_column(Integer)  # cents per interval
+    currency: Mapped[str] = mapped_column(String(3), default="usd")
+    interval: Mapped[str] = mapped_column(String(10))  # month | year
+    # The Stripe Price readers join with now; earlier prices stay in level_prices.
+    stripe_price_id: Mapped[str] = mapped_column(String(255), unique=True)
+    public: Mapped[bool] = mapped_column(Boolean, default=True)
+    archived: Mapped[bool] = mapped_column(Boolean, default=False)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    # The level checked by default on /join, and the one STRIPE_PRICE_ID names.
+    default: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    @property
+    def terms(self) -> LevelTerms:
+        return LevelTerms(self.name, self.amount, self.currency, Interval(self.interval))
+
+
+class LevelPrice(Base):
+    """Every Stripe Price that is or ever was a level's: a member paying an older price keeps
+    their membership (raising a price never takes access away)."""
+
+    __tablename__ = "level_prices"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    stripe_price_id: Mapped[str] = mapped_column(String(255), unique=True)
+    level_id: Mapped[int] = mapped_column(ForeignKey("levels.id", ondelete="CASCADE"), index=True)
+    product_id: Mapped[str | None] = mapped_column(String(255))
+    amount: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3), default="usd")
+    interval: Mapped[str] = mapped_column(String(10))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ServiceSetting(Base):
+    """Facts the service learned once and keeps (e.g. the membership product read from Stripe)."""
+
+    __tablename__ = "service_settings"
+
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -71,6 +71,7 @@ def stripe_standin():
 @pytest.fixture
 def stripe_api(stripe_standin):
     stripe_standin.reset()
+    stripe_standin.serve_membership_price()
     return stripe_standin
 
 
@@ -87,6 +88,7 @@ TEST_CONFIG = {
     "STRIPE_SECRET_KEY": "sk_test_123",
     "STRIPE_WEBHOOK_SECRET": "whsec_test_secret",
     "STRIPE_PRICE_ID": "price_test_monthly",
+    "STRIPE_PRODUCT_ID": "prod_test_membership",
     "STRIPE_MAX_NETWORK_RETRIES": 0,
     "STRIPE_TIMEOUT": 2.0,
     "DEMO_CHECKOUT": False,
@@ -110,15 +112,29 @@ def make_app(database_url, stripe_api, tmp_path):
                   "NEWSLETTER_LOG_PATH": str(tmp_path / "newsletter-log.jsonl"), **overrides}
         app = create_app(config)
         apps.append(app)
+        if (config["STRIPE_API_BASE"] == stripe_api.url and config["DATABASE_URL"] == database_url
+                and config.get("STRIPE_PRICE_ID") and not config["DEMO_CHECKOUT"]):
+            _seed_catalogue(app)
+            stripe_api.requests.clear()  # as a started service: the catalogue read STRIPE_PRICE_ID once
         return app
 
     yield factory
-    from service.api.tokens import close_thread_connections
+    from service.api.lookup import close_thread_connections
 
     close_thread_connections()
     for app in apps:
         app.extensions["db_engine"].dispose()
         app.extensions["db_read_engine"].dispose()
+
+
+def _seed_catalogue(app) -> None:
+    from service.billing.runtime import get_gateway
+    from service.db import get_session
+    from service.membership import catalogue
+
+    with app.app_context():
+        catalogue.ensure(get_session(), get_gateway())
+        get_session().commit()
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from werkzeug.security import check_password_hash
 
 from service.db import get_session
 from service.domain.membership import Role
-from service.members.services import find_by_email
+from service.accounts.services import find_by_email
 
 
 def test_db_upgrade_migrates_an_empty_database(make_app, tmp_path):

@@ -19,7 +19,18 @@ def test_readme_documents_the_two_commands_and_the_makefile_has_them():
     makefile = (ROOT / "Makefile").read_text()
     run = re.search(r"^run:.*\n((?:\t.*\n)+)", makefile, re.M).group(0)
     assert "migrate" in run and "demo" in run
-    assert re.search(r"^test: \$\(STAMP\)\n\t\$\(BIN\)/python -m pytest", makefile, re.M)
+    assert re.search(r"^test: \$\(STAMP\)\n\t\$\(BIN\)/lint-imports.*\n\t\$\(BIN\)/python -m pytest", makefile, re.M)
+
+
+def test_the_layers_hold():
+    """`make test` runs the import-linter contract; so does this test, for a plain pytest run."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([str(Path(sys.executable).parent / "lint-imports"), "--no-cache"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "Contracts: 2 kept, 0 broken." in result.stdout
 
 
 def test_env_example_documents_every_contract_variable():

@@ -5,6 +5,7 @@ both ("entitlements:read members:read"); new tokens get what they are given (def
 entitlements:read). Checkout sessions created before this revision were not recorded: a
 webhook for one of them is now stored as foreign and links nothing (its customer is usually
 linked already by the success page; `stripe reconcile` links the rest by email and flags them).
+Customers and subscriptions linked to staff or admin accounts are unlinked.
 
 Revision ID: 0004
 Revises: 0003
@@ -79,6 +80,13 @@ def upgrade() -> None:
                                       server_default='entitlements:read members:read'))
     with op.batch_alter_table('api_tokens', schema=None) as batch_op:
         batch_op.alter_column('scopes', server_default=None)
+
+    # Before the trust rules a webhook could link a Stripe customer to a staff or admin account
+    # (a foreign checkout naming its id). Such links are undone: staff never hold a customer.
+    op.execute("UPDATE stripe_subscriptions SET account_id = NULL WHERE account_id IN "
+               "(SELECT id FROM accounts WHERE role <> 'member')")
+    op.execute("UPDATE stripe_customers SET account_id = NULL WHERE account_id IN "
+               "(SELECT id FROM accounts WHERE role <> 'member')")
 
 
 

@@ -14,11 +14,12 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ..db import get_session
+from ..db import get_session, utcnow
 from ..mail import MailError, send_mail
 from ..models import Account, AuditLog
-from ..newsletter.outbox import enqueue_if_changed
+from ..membership.service import enqueue_newsletter
 from . import links
+from .services import end_sessions
 
 PURPOSE = "email_change"
 TTL = timedelta(hours=24)
@@ -40,9 +41,14 @@ def request(session: Session, account: Account, new_email: str, *, source: str) 
                   f"Hello {account.name},\n\nYour billing email for your DAWNS membership is now {new_email}.\n\n"
                   f"Do you also want to sign in, and receive DAWNS Digest, at this address? Open this link "
                   f"and confirm (it works once, for 24 hours):\n\n{link}\n\n"
-                  f"If you do nothing, you keep signing in as {account.email}.\n")
+                  "If you do nothing, nothing changes.\n")
     except MailError:
         pass
+
+
+def withdraw(session: Session, account: Account) -> None:
+    """Stripe's email moved again (back to the login, or to an address in use): older links die."""
+    links.withdraw(session, PURPOSE, account)
 
 
 def pending(token: str, account: Account) -> str | None:
@@ -77,7 +83,9 @@ def confirm(token: str, account: Account) -> Account | None:
                          target_account_id=account.id, details={"from": old, "to": new_email}))
     membership = account.membership
     if membership is not None and membership.newsletter_desired != "none":
-        enqueue_if_changed(session, account, membership, force=True)  # move the list member too
+        enqueue_newsletter(session, account, membership, force=True)  # move the list member too
+    account.email_verified_at = utcnow()  # they opened a link sent to it
+    end_sessions(account, keep_current=True)  # a new sign-in address: every other device signs in again
     try:
         session.commit()
     except IntegrityError:  # the address was taken a moment ago

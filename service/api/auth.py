@@ -10,7 +10,6 @@ known by its token id from here on.
 """
 from __future__ import annotations
 
-import hashlib
 import hmac
 import time
 from dataclasses import dataclass
@@ -20,18 +19,18 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ..accounts.api_tokens import (  # noqa: F401  (the scopes, re-exported for the routes)
+    ENTITLEMENTS_READ,
+    MEMBERS_READ,
+    METRICS_READ,
+    ORGANISATIONS_READ,
+    PREFIX,
+    hash_token,
+)
 from ..errors import error_body
 from ..models import ApiToken
 
-PREFIX = "dawns_"
 MAX_TOKEN_LENGTH = 200
-
-ENTITLEMENTS_READ = "entitlements:read"
-MEMBERS_READ = "members:read"
-ORGANISATIONS_READ = "organisations:read"
-METRICS_READ = "metrics:read"
-SCOPES = (ENTITLEMENTS_READ, MEMBERS_READ, ORGANISATIONS_READ, METRICS_READ)
-DEFAULT_SCOPES = (ENTITLEMENTS_READ,)
 
 REALM = 'Bearer realm="dawns-membership"'
 
@@ -57,7 +56,8 @@ class Denied:
 
 # RFC 6750 section 3: 401 with a challenge, 403 with error="insufficient_scope".
 MISSING = Denied(401, "unauthorized", "Send an API token: Authorization: Bearer <token>.", (("WWW-Authenticate", REALM),))
-INVALID = Denied(401, "unauthorized", "The API token is not valid (unknown or revoked).", (("WWW-Authenticate", REALM),))
+INVALID = Denied(401, "unauthorized", "The API token is not valid (unknown or revoked).",
+                 (("WWW-Authenticate", f'{REALM}, error="invalid_token"'),))
 
 
 def insufficient(scope: str) -> Denied:
@@ -70,10 +70,6 @@ def bearer(header: str | None) -> str | None:
     scheme, _, value = (header or "").partition(" ")
     value = value.strip()
     return value if scheme.lower() == "bearer" and value else None
-
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def digest_of(token: str) -> str | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import timedelta
 from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qsl
@@ -18,12 +19,13 @@ from urllib.parse import parse_qsl
 from marshmallow import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
-from ..domain.membership import is_entitled
+from ..db import utcnow
+from ..domain.membership import entitled
 from ..errors import error_body
 from ..security import HSTS, SECURITY_HEADERS
 from . import auth
 from .schemas import EntitlementQuerySchema, EntitlementSchema
-from .tokens import entitlement_lookup
+from .lookup import entitlement_lookup
 
 log = logging.getLogger("service.api")
 
@@ -43,6 +45,7 @@ class EntitlementFastPath:
                         *SECURITY_HEADERS.items()]
         if app.config.get("SESSION_COOKIE_SECURE"):
             self.headers.append(("Strict-Transport-Security", HSTS))
+        self.grace = timedelta(days=app.config["PAST_DUE_GRACE_DAYS"])
 
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
         if environ.get("PATH_INFO") != PATH:
@@ -90,9 +93,10 @@ class EntitlementFastPath:
             return 422, error_body("validation_error", "Invalid query parameters.", fields=fields), []
         if member is None:
             return 404, error_body("not_found", "No member with that email or id."), []
-        status, paid_through = member
-        return 200, _answer.dump({"entitled": is_entitled(status), "status": status.value,
-                                  "paid_through": paid_through}), []
+        status, paid_through, level = member
+        # Entitled at this moment (SPEC "Membership states"): grace and comp ends need no job.
+        return 200, _answer.dump({"entitled": entitled(status, paid_through, utcnow(), self.grace),
+                                  "status": status.value, "paid_through": paid_through, "level": level}), []
 
 
 def _denied(denied: auth.Denied) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:

@@ -14,8 +14,9 @@ from ..db import get_engine, get_session
 from ..domain.membership import MembershipStatus
 from ..errors import json_error
 from ..extensions import csrf, limiter
-from ..members import directory
-from . import auth, tokens
+from ..accounts import api_tokens
+from ..membership import directory
+from . import auth
 from .schemas import (
     MemberListSchema,
     MemberQuerySchema,
@@ -43,7 +44,7 @@ def require_scope(scope: str):
                 return json_error(verdict.status, verdict.message, verdict.code, headers=verdict.headers)
             g.api_caller = verdict
             get_session().rollback()  # end the read (SQLite: its write lock) before noting the use
-            tokens.note_use(verdict.token_id, get_engine())
+            api_tokens.note_use(verdict.token_id, get_engine())
             return view(*args, **kwargs)
 
         return wrapper

@@ -17,6 +17,13 @@ class NewsletterSchema(Schema):
     synced_at = fields.AwareDateTime(allow_none=True, required=True, format="iso")
 
 
+class LevelSchema(Schema):
+    name = fields.String(required=True)
+    amount = fields.Integer(required=True, metadata={"description": "Cents per interval"})
+    currency = fields.String(required=True)
+    interval = fields.String(required=True, validate=validate.OneOf(["month", "year"]))
+
+
 class MemberSchema(Schema):
     id = fields.Integer(required=True)
     email = fields.Email(required=True)
@@ -27,6 +34,7 @@ class MemberSchema(Schema):
     cancel_at_period_end = fields.Boolean(required=True)
     stripe_customer_id = fields.String(allow_none=True, required=True)
     newsletter = fields.Nested(NewsletterSchema, required=True)
+    level = fields.Nested(LevelSchema, allow_none=True, required=True)
     created_at = fields.AwareDateTime(required=True, format="iso")
 
 
@@ -62,6 +70,7 @@ class EntitlementSchema(Schema):
     entitled = fields.Boolean(required=True)
     status = fields.String(required=True, validate=validate.OneOf(STATUSES))
     paid_through = fields.AwareDateTime(allow_none=True, required=True, format="iso")
+    level = fields.String(allow_none=True, required=True, metadata={"description": "The level's name, or null"})
 
 
 class ErrorBodySchema(Schema):

@@ -18,32 +18,20 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
-from flask import current_app
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ..db import utcnow
-from ..domain.membership import (
-    MembershipStatus,
-    Role,
-    SubscriptionSnapshot,
-    is_entitled,
-    membership_status_for_stripe,
-    resolve_status,
-    snapshot_from_subscription,
-)
-from ..models import Account, CheckoutSession, Membership, StripeCustomer, StripeEvent, StripeSubscription
-from ..newsletter.outbox import enqueue_if_changed
-from .gateway import StripeGateway
+from ..domain.membership import MembershipStatus, Role
+from ..membership.service import flag, recompute
+from ..models import NEVER_READ, Account, StripeCustomer, StripeEvent, StripeSubscription
+from .gateway import BillingGateway
+from .snapshots import SubscriptionSnapshot, snapshot_from_subscription
 
 log = logging.getLogger("service.billing")
-
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-
 
 @dataclass
 class Applied:
@@ -74,25 +62,6 @@ def _get_or_create(session: Session, model: type, lookup: dict[str, Any], defaul
     except IntegrityError:
         # Another worker inserted it between our read and our insert; theirs is now committed.
         return session.scalars(stmt.execution_options(populate_existing=True)).one()
-
-
-def membership_for(session: Session, account: Account) -> Membership:
-    membership = session.scalars(
-        select(Membership).where(Membership.account_id == account.id).with_for_update()
-    ).first()
-    if membership is None:
-        membership = Membership(account_id=account.id, status=MembershipStatus.PENDING)
-        session.add(membership)
-        session.flush()
-    return membership
-
-
-def flag(session: Session, account: Account, reason: str) -> Membership:
-    """Put the member on staff's list (refunds, disputes, email conflicts)."""
-    membership = membership_for(session, account)
-    membership.flagged_at = utcnow()
-    membership.flag_reason = reason
-    return membership
 
 
 def find_account_for(session: Session, *, customer_id: str | None) -> Account | None:
@@ -157,7 +126,7 @@ def _lock_subscription(session: Session, subscription_id: str, customer_id: str)
         session,
         StripeSubscription,
         {"stripe_id": subscription_id},
-        {"customer_stripe_id": customer_id, "status": "incomplete", "snapshot_at": EPOCH},
+        {"customer_stripe_id": customer_id, "status": "incomplete", "snapshot_at": NEVER_READ},
     )
 
 
@@ -165,6 +134,7 @@ def _copy_snapshot(row: StripeSubscription, snap: SubscriptionSnapshot, snapshot
     row.customer_stripe_id = snap.customer_id
     row.status = snap.status
     row.price_id = snap.price_id
+    row.items = [dict(i) for i in snap.items]
     row.current_period_end = snap.current_period_end
     row.cancel_at_period_end = snap.cancel_at_period_end
     row.cancel_at = snap.cancel_at
@@ -187,12 +157,12 @@ def _finish(session: Session, row: StripeSubscription, snap: SubscriptionSnapsho
     if owner is None:
         return Applied(row, None, how)
     before = owner.membership.status if owner.membership else None
-    membership = recompute_membership(session, owner)
+    membership = recompute(session, owner)
     return Applied(row, owner, how, before, membership.status)
 
 
 def apply_subscription_event(
-    session: Session, gateway: StripeGateway, obj: dict[str, Any], created: datetime,
+    session: Session, gateway: BillingGateway, obj: dict[str, Any], created: datetime,
     account: Account | None = None,
 ) -> Applied:
     """A subscription snapshot carried by an event created at `created`."""
@@ -214,7 +184,7 @@ def apply_subscription_event(
 
 
 def sync_subscription(
-    session: Session, gateway: StripeGateway, subscription_id: str, customer_id: str | None = None,
+    session: Session, gateway: BillingGateway, subscription_id: str, customer_id: str | None = None,
     account: Account | None = None,
 ) -> Applied:
     """Read the subscription from Stripe under the row lock and apply it (it is the newest truth)."""
@@ -230,10 +200,10 @@ def listed_differs(session: Session, obj: dict[str, Any]) -> bool:
     the subscription again under the lock (`sync_subscription`)."""
     snap = snapshot_from_subscription(obj)
     row = session.scalars(select(StripeSubscription).where(StripeSubscription.stripe_id == snap.id)).first()
-    if row is None or row.snapshot_at == EPOCH or row.account_id is None:
+    if row is None or row.snapshot_at == NEVER_READ or row.account_id is None:
         return True  # unknown, never read, or linked to no one yet (reconcile tries email)
-    return (row.status, row.current_period_end, row.cancel_at_period_end, row.cancel_at) != (
-        snap.status, snap.current_period_end, snap.cancel_at_period_end, snap.cancel_at)
+    return (row.status, row.current_period_end, row.cancel_at_period_end, row.cancel_at, row.items or []) != (
+        snap.status, snap.current_period_end, snap.cancel_at_period_end, snap.cancel_at, [dict(i) for i in snap.items])
 
 
 def _apply_read(session: Session, row: StripeSubscription, obj: dict[str, Any], as_of: datetime,
@@ -243,120 +213,12 @@ def _apply_read(session: Session, row: StripeSubscription, obj: dict[str, Any], 
     Stamped one second before Stripe's `Date` (the header is written after the read and has
     second precision), so an event from that second is treated as a tie and re-read."""
     snap = snapshot_from_subscription(obj)
-    before = (row.status, row.current_period_end, row.cancel_at_period_end) if row.snapshot_at > EPOCH else None
+    before = (row.status, row.current_period_end, row.cancel_at_period_end) if row.snapshot_at > NEVER_READ else None
     _copy_snapshot(row, snap, max(row.snapshot_at, as_of - timedelta(seconds=1)))
     after = (row.status, row.current_period_end, row.cancel_at_period_end)
     applied = _finish(session, row, snap, "applied" if before != after else "unchanged", account)
     applied.sub_before, applied.sub_after = before, after
     return applied
-
-
-def _current_subscription(session: Session, account_id: int) -> StripeSubscription | None:
-    """The membership subscription that decides: an entitling one first, else the newest started.
-
-    Only subscriptions to the membership price count (the customer may buy other things)."""
-    stmt = select(StripeSubscription).where(
-        StripeSubscription.account_id == account_id, StripeSubscription.snapshot_at > EPOCH
-    )
-    price = current_app.config.get("STRIPE_PRICE_ID")
-    if price:
-        stmt = stmt.where(StripeSubscription.price_id == price)
-    subs = session.scalars(stmt).all()
-    if not subs:
-        return None
-
-    def rank(s: StripeSubscription) -> tuple[int, datetime, int]:
-        entitled = 1 if is_entitled(membership_status_for_stripe(s.status)) else 0
-        return (entitled, s.stripe_created_at or EPOCH, s.id)
-
-    return max(subs, key=rank)
-
-
-def comp_is_active(membership: Membership, now: datetime | None = None) -> bool:
-    now = now or utcnow()
-    return membership.comped_at is not None and (membership.comped_until is None or membership.comped_until > now)
-
-
-def recompute_membership(session: Session, account: Account) -> Membership:
-    """Derive the member's state from their subscriptions, customer and comp (domain rules)."""
-    membership = membership_for(session, account)
-    sub = _current_subscription(session, account.id)
-    comp_active = comp_is_active(membership)
-    customer_deleted = False
-    if sub is not None:
-        customer = session.scalars(
-            select(StripeCustomer).where(StripeCustomer.stripe_id == sub.customer_stripe_id)
-        ).first()
-        customer_deleted = bool(customer and customer.deleted)
-    new_status = resolve_status(
-        sub.status if sub else None, comp_active=comp_active, customer_deleted=customer_deleted
-    )
-    if new_status != membership.status:
-        log.info("member %s: %s -> %s", account.id, membership.status, new_status)
-        membership.status = new_status
-        membership.status_changed_at = utcnow()
-    if sub is not None and new_status != MembershipStatus.COMPED:
-        membership.stripe_subscription_id = sub.stripe_id
-        ends = sub.cancel_at_period_end or sub.cancel_at is not None
-        membership.paid_through = min(d for d in (sub.current_period_end, sub.cancel_at) if d) \
-            if (sub.current_period_end or sub.cancel_at) else None
-        membership.cancel_at_period_end = ends and not customer_deleted
-    elif comp_active:
-        membership.paid_through = membership.comped_until
-        membership.cancel_at_period_end = False
-    # DAWNS enrollment follows membership, in this same transaction (the outbox).
-    enqueue_if_changed(session, account, membership)
-    return membership
-
-
-def record_checkout_session(session: Session, checkout: dict[str, Any], account: Account,
-                            purpose: str = "membership") -> CheckoutSession:
-    """Remember a Checkout Session this service created, and for whom: the only kind that may
-    link a customer to an account."""
-    row = CheckoutSession(stripe_id=checkout["id"], ours=True, account_id=account.id, purpose=purpose,
-                          status=checkout.get("status") or "open", email=account.email)
-    session.add(row)
-    return row
-
-
-def fulfil_checkout_session(session: Session, gateway: StripeGateway, checkout: dict[str, Any],
-                            for_account: Account | None = None) -> Account | None:
-    """Link the customer and apply the subscription of a Checkout Session this service created.
-
-    The success page and the `checkout.session.completed` webhook both call this; running it
-    twice, or both at once, ends in the same rows (Stripe's fulfilment guide:
-    https://docs.stripe.com/checkout/fulfillment). A session we did not create (a Payment Link,
-    a pricing table, a buy button: their client_reference_id is whatever the payer's URL said)
-    is stored for staff and links nothing. With `for_account` (the success page), only a
-    session created for that account is fulfilled.
-    """
-    customer_id = _id_of(checkout.get("customer"))
-    subscription_id = _id_of(checkout.get("subscription"))
-    record = _get_or_create(session, CheckoutSession, {"stripe_id": checkout["id"]}, {
-        "ours": False,
-        "claimed_reference": str(checkout.get("client_reference_id") or "")[:255] or None,
-        "email": ((checkout.get("customer_details") or {}).get("email") or checkout.get("customer_email") or "")[:320]
-        or None,
-    })
-    record.customer_stripe_id = customer_id or record.customer_stripe_id
-    record.subscription_stripe_id = subscription_id or record.subscription_stripe_id
-    if checkout.get("status"):
-        record.status = checkout["status"]
-    if record.status == "complete" and record.completed_at is None:
-        record.completed_at = utcnow()
-    account = session.get(Account, record.account_id) if record.ours and record.account_id else None
-    if account is None or account.role != Role.MEMBER:
-        if customer_id:
-            link_customer(session, customer_id, None)  # known, linked to no one
-        return None
-    if for_account is not None and for_account.id != account.id:
-        return None
-    if subscription_id:
-        sync_subscription(session, gateway, subscription_id, customer_id, account)
-    if customer_id:
-        link_customer(session, customer_id, account)
-    recompute_membership(session, account)
-    return account
 
 
 def link_by_email(session: Session, customer_id: str, email: str | None) -> Account | None:
@@ -369,6 +231,11 @@ def link_by_email(session: Session, customer_id: str, email: str | None) -> Acco
     account = session.scalars(select(Account).where(Account.email == email, Account.role == Role.MEMBER)).first()
     if account is None:
         return None
+    if account.email_verified_at is None:
+        # Anyone can join with anyone's address: an unproven one links nothing (the real owner
+        # would otherwise see their payment and their billing in a stranger's account).
+        log.info("customer %s matches unverified account %s by email: not linked", customer_id, account.id)
+        return None
     has_customer = session.scalar(select(StripeCustomer.id).where(StripeCustomer.account_id == account.id).limit(1))
     if has_customer is not None:
         return None
@@ -377,11 +244,5 @@ def link_by_email(session: Session, customer_id: str, email: str | None) -> Acco
         return None
     flag(session, account, f"Linked to Stripe customer {customer_id} by email match, not by a checkout of ours: "
                            "check that it is theirs")
-    recompute_membership(session, account)
+    recompute(session, account)
     return account
-
-
-def _id_of(value: Any) -> str | None:
-    if isinstance(value, dict):
-        return value.get("id")
-    return value or None

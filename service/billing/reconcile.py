@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..db import get_session
 from sqlalchemy import select
 
+from ..db import get_session
+from ..membership import catalogue
 from ..models import StripeCustomer
 from .lifecycle import Applied, link_by_email, listed_differs, sync_subscription
 from .runtime import get_gateway
@@ -58,6 +59,8 @@ def _link_by_email(session, gateway, customer_id: str):
 def reconcile(echo: Callable[[str], None] = print, page_size: int = 100) -> Report:
     session = get_session()
     gateway = get_gateway()
+    catalogue.ensure(session, gateway)  # a new STRIPE_PRICE_ID joins the catalogue before anyone is judged
+    session.commit()
     report = Report()
     starting_after: str | None = None
     while True:

@@ -9,9 +9,10 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ..errors import json_error
 from ..extensions import csrf
-from ..members.forms import ActionForm
-from . import services, webhooks
-from .gateway import BillingError, InvalidEvent, verify_event
+from ..forms import ActionForm
+from . import checkout, webhooks
+from .gateway import BillingError
+from .signatures import InvalidEvent, verify_event
 
 log = logging.getLogger("service.billing.webhooks")
 
@@ -25,7 +26,7 @@ def manage_billing():
         abort(400)
     return_url = current_app.config["PUBLIC_BASE_URL"] + url_for("members.account")
     try:
-        url = services.portal_url(current_user, return_url)
+        url = checkout.portal_url(current_user, return_url)
     except BillingError as exc:
         return render_template("billing/unavailable.html", message=exc.message), 503
     if url is None:

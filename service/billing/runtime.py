@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from flask import current_app
 
-from .gateway import StripeGateway
+from .gateway import BillingGateway
 
 
-def get_gateway() -> StripeGateway:
+def get_gateway() -> BillingGateway:
     return current_app.extensions["billing_gateway"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import func, select
@@ -15,19 +16,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..db import get_session
+from ..domain.membership import Role
 from ..accounts import email_change
 from ..models import Account, StripeCustomer, StripeEvent
-from .gateway import BillingError, StripeGateway
-from .lifecycle import (
-    _get_or_create,
-    apply_subscription_event,
-    find_account_for,
-    flag,
-    fulfil_checkout_session,
-    link_customer,
-    recompute_membership,
-    sync_subscription,
-)
+from ..membership import catalogue
+from ..membership.service import flag, recompute
+from .checkout import fulfil_checkout_session
+from .gateway import BillingError, BillingGateway
+from .lifecycle import _get_or_create, apply_subscription_event, find_account_for, link_customer, sync_subscription
 from .runtime import get_gateway
 
 log = logging.getLogger("service.billing.webhooks")
@@ -42,9 +38,20 @@ SUBSCRIPTION_EVENTS = {
 INVOICE_EVENTS = {"invoice.paid", "invoice.payment_succeeded", "invoice.payment_failed"}
 
 
+class EventOutcome(StrEnum):
+    RECEIVED = "received"    # stored, not yet applied
+    APPLIED = "applied"
+    IGNORED = "ignored"      # a type the service does not act on
+    STALE = "stale"          # older than the truth we hold
+    UNLINKED = "unlinked"    # for a customer no account is linked to (yet): kept, adopted on linking
+    FOREIGN = "foreign"      # a Checkout Session the service did not create: stored, links nothing
+    FAILED = "failed"        # Stripe refused a read for good
+    DUPLICATE = "duplicate"  # the same event id again: nothing changed
+
+
 @dataclass
 class Outcome:
-    outcome: str  # applied | ignored | stale | unlinked | foreign | failed
+    outcome: EventOutcome
     account: Account | None = None
     note: str | None = None
     customer_id: str | None = None  # when the handler found it elsewhere (a dispute's charge)
@@ -53,7 +60,7 @@ class Outcome:
 @dataclass
 class Received:
     duplicate: bool
-    outcome: str
+    outcome: EventOutcome
 
 
 def _ts(value: int) -> datetime:
@@ -76,6 +83,8 @@ def receive(event: dict[str, Any]) -> Received:
     the second insert wait for the first commit) changes nothing.
     """
     session = get_session()
+    gateway = get_gateway()
+    catalogue.ensure_once(session, gateway)
     obj = event["data"]["object"]
     row = StripeEvent(
         stripe_id=event["id"],
@@ -86,17 +95,17 @@ def receive(event: dict[str, Any]) -> Received:
         object_id=obj.get("id"),
         customer_stripe_id=_customer_of(event["type"], obj),
         payload=event,
-        outcome="received",
+        outcome=EventOutcome.RECEIVED,
     )
     session.add(row)
     try:
         session.flush()
     except IntegrityError:
         session.rollback()
-        return Received(duplicate=True, outcome="duplicate")
+        return Received(duplicate=True, outcome=EventOutcome.DUPLICATE)
     savepoint = session.begin_nested()
     try:
-        result = handle(session, get_gateway(), event)
+        result = handle(session, gateway, event)
         savepoint.commit()
     except BillingError as exc:
         if exc.retryable:
@@ -104,7 +113,7 @@ def receive(event: dict[str, Any]) -> Received:
             raise
         # Stripe says the object is gone for good: keep the event for staff, drop partial work.
         savepoint.rollback()
-        result = Outcome("failed", note=f"Stripe refused a read: {exc.detail}")
+        result = Outcome(EventOutcome.FAILED, note=f"Stripe refused a read: {exc.detail}")
     if result.customer_id and not row.customer_stripe_id:
         row.customer_stripe_id = result.customer_id
     row.outcome = result.outcome
@@ -120,34 +129,34 @@ def receive(event: dict[str, Any]) -> Received:
     return Received(duplicate=False, outcome=result.outcome)
 
 
-def handle(session: Session, gateway: StripeGateway, event: dict[str, Any]) -> Outcome:
+def handle(session: Session, gateway: BillingGateway, event: dict[str, Any]) -> Outcome:
     obj: dict[str, Any] = event["data"]["object"]
     created = _ts(event["created"])
     match event["type"]:
         case "checkout.session.completed" | "checkout.session.async_payment_succeeded":
             # Fulfilment: the same function as the success page.
             if obj.get("mode") != "subscription":
-                return Outcome("ignored", note="not a subscription checkout")
+                return Outcome(EventOutcome.IGNORED, note="not a subscription checkout")
             account = fulfil_checkout_session(session, gateway, obj)
             if account is None:
-                return Outcome("foreign", note="checkout session not created by this service for a reader: "
+                return Outcome(EventOutcome.FOREIGN, note="checkout session not created by this service for a reader: "
                                                "stored for staff, links nothing")
-            return Outcome("applied", account)
+            return Outcome(EventOutcome.APPLIED, account)
         case t if t in SUBSCRIPTION_EVENTS:
             # The object is the subscription at `created`; ordering rules live in lifecycle.
             applied = apply_subscription_event(session, gateway, obj, created)
             if applied.account is None:
-                return Outcome("unlinked", note="customer not yet linked to a member; kept for later")
-            return Outcome("stale" if applied.how == "stale" else "applied", applied.account)
+                return Outcome(EventOutcome.UNLINKED, note="customer not yet linked to a member; kept for later")
+            return Outcome(EventOutcome.STALE if applied.how == "stale" else EventOutcome.APPLIED, applied.account)
         case t if t in INVOICE_EVENTS:
             # Renewals and failed payments. The invoice is not the subscription's state, so read
             # the subscription from Stripe. Since 2025-03-31 the id lives under `parent`;
             # older versions (and localstripe) put it on the invoice.
             subscription_id = _invoice_subscription(obj)
             if not subscription_id:
-                return Outcome("ignored", note="invoice without subscription")
+                return Outcome(EventOutcome.IGNORED, note="invoice without subscription")
             applied = sync_subscription(session, gateway, subscription_id, _customer_of(t, obj))
-            return Outcome("applied" if applied.account else "unlinked", applied.account)
+            return Outcome(EventOutcome.APPLIED if applied.account else EventOutcome.UNLINKED, applied.account)
         case "customer.updated":
             return _customer_updated(session, gateway, obj, created)
         case "customer.deleted":
@@ -155,8 +164,8 @@ def handle(session: Session, gateway: StripeGateway, event: dict[str, Any]) -> O
             customer.deleted = True
             account = session.get(Account, customer.account_id) if customer.account_id else None
             if account is not None:
-                recompute_membership(session, account)
-            return Outcome("applied" if account else "unlinked", account)
+                recompute(session, account)
+            return Outcome(EventOutcome.APPLIED if account else EventOutcome.UNLINKED, account)
         case "charge.refunded":
             account = find_account_for(session, customer_id=_customer_of("charge", obj))
             amount = obj.get("amount_refunded") or 0
@@ -175,7 +184,7 @@ def handle(session: Session, gateway: StripeGateway, event: dict[str, Any]) -> O
             outcome.customer_id = customer_id
             return outcome
         case _:
-            return Outcome("ignored")
+            return Outcome(EventOutcome.IGNORED)
 
 
 def _invoice_subscription(invoice: dict[str, Any]) -> str | None:
@@ -197,18 +206,18 @@ def _flag(session: Session, account: Account | None, note: str) -> Outcome:
     """Refunds and disputes go on the timeline and are flagged for staff; access follows the
     subscription's status, which their own subscription events change."""
     if account is None:
-        return Outcome("unlinked", note=note)
+        return Outcome(EventOutcome.UNLINKED, note=note)
     flag(session, account, note)
-    return Outcome("applied", account, note)
+    return Outcome(EventOutcome.APPLIED, account, note)
 
 
-def _customer_updated(session: Session, gateway: StripeGateway, obj: dict[str, Any], created: datetime) -> Outcome:
+def _customer_updated(session: Session, gateway: BillingGateway, obj: dict[str, Any], created: datetime) -> Outcome:
     """Stripe's email is the billing email, never the login (SPEC "Trust rules"): anyone with the
     Portal or the Dashboard can type any address there. A new one is recorded, and the account
     is asked, at the new address, whether to sign in with it from now on."""
     customer = _get_or_create(session, StripeCustomer, {"stripe_id": obj["id"]}, {})
     if customer.snapshot_at is not None and created < customer.snapshot_at:
-        return Outcome("stale", session.get(Account, customer.account_id) if customer.account_id else None)
+        return Outcome(EventOutcome.STALE, session.get(Account, customer.account_id) if customer.account_id else None)
     if customer.snapshot_at is not None and created == customer.snapshot_at:
         # Two changes in one second: which is newer is unknown, so ask Stripe (under the lock).
         obj = gateway.retrieve_customer(obj["id"])
@@ -217,12 +226,19 @@ def _customer_updated(session: Session, gateway: StripeGateway, obj: dict[str, A
     changed = email != customer.email
     customer.email = email
     account = session.get(Account, customer.account_id) if customer.account_id else None
-    if account is None or not email or not changed or email == account.email:
-        return Outcome("applied" if account else "unlinked", account)
+    if account is None or account.role != Role.MEMBER:
+        # Only readers are ever linked; a link to staff left from before the trust rules is inert.
+        return Outcome(EventOutcome.APPLIED if account else EventOutcome.UNLINKED, account)
+    if not changed:
+        return Outcome(EventOutcome.APPLIED, account)
+    if not email or email == account.email:
+        email_change.withdraw(session, account)
+        return Outcome(EventOutcome.APPLIED, account)
     taken = session.scalar(select(func.count(Account.id)).where(Account.email == email, Account.id != account.id))
     if taken:
+        email_change.withdraw(session, account)
         note = f"Stripe billing email changed to {email}, which another account uses; sign-in email kept"
         flag(session, account, note)
-        return Outcome("applied", account, note)
+        return Outcome(EventOutcome.APPLIED, account, note)
     email_change.request(session, account, email, source="stripe")
-    return Outcome("applied", account, f"billing email is now {email}; asked the member to confirm it for signing in")
+    return Outcome(EventOutcome.APPLIED, account, f"billing email is now {email}; asked the member to confirm it for signing in")

@@ -1,16 +1,18 @@
-"""Membership state rules.
+"""The membership rules, in one pure function: `derive(parts) -> Derived`.
 
-This module is the one place that says what a Stripe subscription status means for a member,
-who is entitled, and how far a membership is paid. It imports neither Flask nor Stripe: the
-billing code hands it plain mappings (Stripe objects are dicts on the wire).
+A membership is derived from its parts (the member's Stripe subscriptions with their prices,
+the catalogue of levels, a staff comp, the time) and nothing else keeps its own copy of these
+rules. Whether a derived membership entitles is decided at the moment of the read
+(`entitled`), so a grace period or a comp that ends needs no job to take effect. This module
+imports neither Flask, nor SQLAlchemy, nor Stripe: billing turns Stripe objects into the
+`Subscription` parts, the membership service loads the rest from the database.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import datetime, timezone
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
 
 
 class MembershipStatus(StrEnum):
@@ -29,9 +31,38 @@ class Role(StrEnum):
     ADMIN = "admin"
 
 
-ENTITLED_STATUSES = frozenset(
-    {MembershipStatus.ACTIVE, MembershipStatus.PAST_DUE, MembershipStatus.COMPED}
-)
+class Interval(StrEnum):
+    MONTH = "month"
+    YEAR = "year"
+
+
+class Via(StrEnum):
+    """What entitles a member: their own paid membership, or a staff comp."""
+
+    MEMBERSHIP = "membership"
+    COMP = "comp"
+
+
+class Until(StrEnum):
+    """How long a state entitles, counted at the moment of the read."""
+
+    ALWAYS = "always"
+    PAID_THROUGH = "paid_through"              # until `paid_through` (a comp's end), or forever without one
+    PAID_THROUGH_AND_GRACE = "paid_through_and_grace"  # until `paid_through` + the grace period
+    NEVER = "never"
+
+
+# The one table of entitlement: `entitled` below and the SQL filter of the staff console and the
+# paywall are both built from it.
+ENTITLEMENT: dict[MembershipStatus, Until] = {
+    MembershipStatus.PENDING: Until.NEVER,
+    MembershipStatus.ACTIVE: Until.ALWAYS,
+    MembershipStatus.PAST_DUE: Until.PAID_THROUGH_AND_GRACE,
+    MembershipStatus.PAUSED: Until.NEVER,
+    MembershipStatus.LAPSED: Until.NEVER,
+    MembershipStatus.CANCELED: Until.NEVER,
+    MembershipStatus.COMPED: Until.PAID_THROUGH,
+}
 
 # Stripe subscription statuses (https://docs.stripe.com/api/subscriptions/object#subscription_object-status)
 # mapped to the spec's membership states.
@@ -46,6 +77,9 @@ STRIPE_STATUS_TO_MEMBERSHIP: dict[str, MembershipStatus] = {
     "incomplete_expired": MembershipStatus.CANCELED,
 }
 
+# States that a paid subscription holds while it is being paid for (or retried).
+PAYING = frozenset({MembershipStatus.ACTIVE, MembershipStatus.PAST_DUE})
+
 STATUS_WORDS: dict[MembershipStatus, str] = {
     MembershipStatus.PENDING: "Not yet active: we have not received a payment for this membership.",
     MembershipStatus.ACTIVE: "Active: thank you for supporting independent journalism.",
@@ -56,9 +90,7 @@ STATUS_WORDS: dict[MembershipStatus, str] = {
     MembershipStatus.COMPED: "Complimentary membership granted by our staff.",
 }
 
-
-def is_entitled(status: MembershipStatus | str) -> bool:
-    return MembershipStatus(status) in ENTITLED_STATUSES
+CUSTOM_LEVEL_NAME = "Give more"
 
 
 def membership_status_for_stripe(stripe_status: str) -> MembershipStatus:
@@ -68,86 +100,167 @@ def membership_status_for_stripe(stripe_status: str) -> MembershipStatus:
         raise ValueError(f"unknown Stripe subscription status {stripe_status!r}") from None
 
 
-def _ts(value: Any) -> datetime | None:
-    if value is None:
-        return None
-    return datetime.fromtimestamp(int(value), tz=timezone.utc)
-
-
-@dataclass(frozen=True)
-class SubscriptionSnapshot:
-    """What one Stripe subscription object said at one moment."""
-
-    id: str
-    customer_id: str
-    status: str
-    current_period_end: datetime | None
-    cancel_at_period_end: bool
-    cancel_at: datetime | None
-    canceled_at: datetime | None
-    ended_at: datetime | None
-    price_id: str | None
-    created_at: datetime | None = None
-
-    @property
-    def membership_status(self) -> MembershipStatus:
-        return membership_status_for_stripe(self.status)
-
-
-def snapshot_from_subscription(obj: Mapping[str, Any]) -> SubscriptionSnapshot:
-    """Read a Stripe subscription object of any API version.
-
-    Since API 2025-03-31 the billing period lives on each subscription item
-    (`items.data[].current_period_end`); older versions (and localstripe) put it on the
-    subscription itself. We take the latest item period and fall back to the old field.
-    """
-    items = ((obj.get("items") or {}).get("data")) or []
-    item_ends = [it.get("current_period_end") for it in items if it.get("current_period_end")]
-    period_end = max(item_ends) if item_ends else obj.get("current_period_end")
-    price_id = None
-    if items:
-        first = items[0]
-        price = first.get("price") or first.get("plan") or {}
-        price_id = price.get("id") if isinstance(price, Mapping) else price
-    customer = obj.get("customer")
-    if isinstance(customer, Mapping):
-        customer = customer.get("id")
-    return SubscriptionSnapshot(
-        id=str(obj["id"]),
-        customer_id=str(customer),
-        status=str(obj["status"]),
-        current_period_end=_ts(period_end),
-        cancel_at_period_end=bool(obj.get("cancel_at_period_end")),
-        cancel_at=_ts(obj.get("cancel_at")),
-        canceled_at=_ts(obj.get("canceled_at")),
-        ended_at=_ts(obj.get("ended_at")),
-        price_id=price_id,
-        created_at=_ts(obj.get("created")),
-    )
-
-
-def resolve_status(
-    subscription_status: str | None,
-    *,
-    comp_active: bool,
-    customer_deleted: bool = False,
-) -> MembershipStatus:
-    """The member's state from their subscription and any staff comp.
-
-    A paid subscription that entitles takes over from a comp; a comp keeps a member entitled
-    when the subscription does not (or there is none).
-    """
-    if customer_deleted:
-        return MembershipStatus.COMPED if comp_active else MembershipStatus.CANCELED
-    if subscription_status is not None:
-        from_stripe = membership_status_for_stripe(subscription_status)
-        if from_stripe in ENTITLED_STATUSES:
-            return from_stripe
-        if comp_active:
-            return MembershipStatus.COMPED
-        return from_stripe
-    return MembershipStatus.COMPED if comp_active else MembershipStatus.PENDING
+def entitled(status: MembershipStatus | str, paid_through: datetime | None, now: datetime,
+             grace: timedelta) -> bool:
+    """Does this membership entitle at `now`? The read-time rule, for every reader of it."""
+    until = ENTITLEMENT[MembershipStatus(status)]
+    if until is Until.ALWAYS:
+        return True
+    if until is Until.NEVER:
+        return False
+    if paid_through is None:
+        return True
+    if until is Until.PAID_THROUGH_AND_GRACE:
+        return now < paid_through + grace
+    return now < paid_through
 
 
 def describe(status: MembershipStatus | str) -> str:
     return STATUS_WORDS[MembershipStatus(status)]
+
+
+# --- the parts -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Price:
+    """One subscription item's price, as Stripe described it."""
+
+    id: str | None
+    product_id: str | None = None
+    amount: int | None = None          # cents per interval, per seat
+    currency: str = "usd"
+    interval: Interval | None = None
+    quantity: int = 1
+
+
+@dataclass(frozen=True)
+class Level:
+    """What a member pays, as shown anywhere: "$10 a month"."""
+
+    name: str
+    amount: int
+    currency: str
+    interval: Interval
+
+    @property
+    def monthly_value(self) -> int:
+        """Cents per month: a yearly amount is spread over twelve months."""
+        return self.amount if self.interval == Interval.MONTH else round(self.amount / 12)
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """The membership product and every price that is, or ever was, a catalogue level's."""
+
+    product_id: str | None
+    levels_by_price: Mapping[str, Level] = field(default_factory=dict)
+
+    def counts(self, price: Price) -> bool:
+        """A price counts for membership when it is or was in the catalogue, or belongs to the
+        membership product (a "give more" amount, a price made in the Dashboard). Another
+        product (a donation, a shop item) never counts."""
+        if price.id is not None and price.id in self.levels_by_price:
+            return True
+        return self.product_id is not None and price.product_id == self.product_id
+
+    def level_for(self, price: Price) -> Level | None:
+        known = self.levels_by_price.get(price.id or "")
+        if known is not None:
+            return known
+        if price.amount is None or price.interval is None:
+            return None
+        return Level(CUSTOM_LEVEL_NAME, price.amount, price.currency, price.interval)
+
+
+@dataclass(frozen=True)
+class Subscription:
+    id: str
+    stripe_status: str
+    prices: Sequence[Price]
+    current_period_end: datetime | None = None
+    cancel_at_period_end: bool = False
+    cancel_at: datetime | None = None
+    ended_at: datetime | None = None
+    created_at: datetime | None = None
+    customer_deleted: bool = False
+
+    @property
+    def status(self) -> MembershipStatus:
+        if self.customer_deleted:
+            return MembershipStatus.CANCELED
+        return membership_status_for_stripe(self.stripe_status)
+
+
+@dataclass(frozen=True)
+class Comp:
+    granted: bool = False
+    until: datetime | None = None
+
+    def active(self, now: datetime) -> bool:
+        return self.granted and (self.until is None or now < self.until)
+
+
+@dataclass(frozen=True)
+class Parts:
+    subscriptions: Sequence[Subscription]
+    catalogue: Catalogue
+    now: datetime
+    grace: timedelta
+    comp: Comp = Comp()
+
+
+@dataclass(frozen=True)
+class Derived:
+    status: MembershipStatus
+    paid_through: datetime | None = None
+    cancel_at_period_end: bool = False
+    subscription_id: str | None = None
+    level: Level | None = None
+    via: Via | None = None
+    paying_twice: bool = False
+
+    def entitled(self, now: datetime, grace: timedelta) -> bool:
+        return entitled(self.status, self.paid_through, now, grace)
+
+
+def derive(parts: Parts) -> Derived:
+    """The member's membership from its parts.
+
+    - Only subscriptions whose prices count for membership are considered.
+    - A paying subscription (active, or past due within its grace) decides; among several the
+      newest started; two paying ones at once flag the member ("paying twice").
+    - Otherwise a live comp holds (it ends on its own end date); otherwise the newest
+      subscription's state; otherwise the member is pending.
+    """
+    now, grace = parts.now, parts.grace
+    counted = [s for s in parts.subscriptions if any(parts.catalogue.counts(p) for p in s.prices)]
+
+    def paying(s: Subscription) -> bool:
+        return s.status in PAYING and _sub_entitles(s, now, grace)
+
+    payers = [s for s in counted if paying(s)]
+    current = max(counted, key=lambda s: (paying(s), s.created_at or datetime.min.replace(tzinfo=now.tzinfo), s.id),
+                  default=None)
+    comp_on = parts.comp.active(now)
+    if current is not None and (paying(current) or not comp_on):
+        ends = (current.cancel_at_period_end or current.cancel_at is not None) and not current.customer_deleted
+        # Paid through the period's end, or an earlier cancel date, or the day it ended (canceled now).
+        ends_at = [d for d in (current.current_period_end, current.cancel_at, current.ended_at) if d is not None]
+        price = next(p for p in current.prices if parts.catalogue.counts(p))
+        return Derived(
+            status=current.status,
+            paid_through=min(ends_at) if ends_at else None,
+            cancel_at_period_end=ends,
+            subscription_id=current.id,
+            level=parts.catalogue.level_for(price) if current.status != MembershipStatus.PENDING else None,
+            via=Via.MEMBERSHIP if paying(current) else None,
+            paying_twice=len(payers) > 1,
+        )
+    if comp_on:
+        return Derived(MembershipStatus.COMPED, paid_through=parts.comp.until, via=Via.COMP)
+    return Derived(MembershipStatus.PENDING)
+
+
+def _sub_entitles(s: Subscription, now: datetime, grace: timedelta) -> bool:
+    ends_at = [d for d in (s.current_period_end, s.cancel_at) if d is not None]
+    return entitled(s.status, min(ends_at) if ends_at else None, now, grace)

@@ -17,6 +17,14 @@ class Desired(StrEnum):
     KEPT = "kept"                  # stays subscribed, `member` tag inactive (NEWSLETTER_ON_LAPSE=keep)
 
 
+class OutboxStatus(StrEnum):
+    PENDING = "pending"
+    IN_FLIGHT = "in_flight"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    SUPERSEDED = "superseded"
+
+
 class OnLapse(StrEnum):
     UNSUBSCRIBE = "unsubscribe"
     ARCHIVE = "archive"

@@ -1,17 +1,74 @@
 from __future__ import annotations
 
-from flask_wtf import FlaskForm
-from wtforms import BooleanField, EmailField, PasswordField, StringField, SubmitField
-from wtforms.validators import DataRequired, Email, EqualTo, Length
+from collections.abc import Sequence
 
-MIN_PASSWORD = 10
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, EmailField, IntegerField, PasswordField, RadioField, SelectChoice, StringField
+from wtforms.validators import DataRequired, Email, EqualTo, Length, StopValidation, ValidationError
+
+from ..accounts.services import MIN_PASSWORD
+from ..billing.checkout import Choice
+from ..domain.membership import Interval
+from ..domain.money import format_amount, per_interval
+from ..models import Level
+
+CUSTOM = "custom"
 
 
 def _strip(value: str | None) -> str | None:
     return value.strip() if isinstance(value, str) else value
 
 
-class JoinForm(FlaskForm):
+class LevelChoiceForm(FlaskForm):
+    """The levels of the catalogue as radio buttons, and "give more": a whole-dollar amount of
+    at least the smallest public level of its interval. Works without JavaScript."""
+
+    level = RadioField("Your level", validate_choice=False)
+    custom_amount = IntegerField("Amount in whole dollars", render_kw={"inputmode": "numeric", "min": 1})
+    custom_interval = RadioField("Every", choices=[SelectChoice("month", "month"), SelectChoice("year", "year")],
+                                 default="month", validate_choice=False)
+
+    def __init__(self, *args, levels: Sequence[Level] = (), minimums: dict[Interval, int | None] | None = None,
+                 **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.offered = list(levels)
+        self.minimums = minimums or {}
+        self.level.choices = [SelectChoice(str(lv.id), f"{lv.name}: {per_interval(lv.amount, lv.currency, lv.interval)}")
+                              for lv in self.offered] + [SelectChoice(CUSTOM, "Give more")]
+        if not self.level.data:
+            default = next((lv for lv in self.offered if lv.default), self.offered[0] if self.offered else None)
+            self.level.data = str(default.id) if default else CUSTOM
+
+    def validate_level(self, field) -> None:
+        if field.data not in {choice.value for choice in field.choices}:
+            raise ValidationError("Choose one of the levels shown.")
+
+    def validate_custom_interval(self, field) -> None:
+        if self.level.data == CUSTOM and field.data not in ("month", "year"):
+            raise ValidationError("Choose monthly or yearly.")
+
+    def validate_custom_amount(self, field) -> None:
+        if self.level.data != CUSTOM:
+            field.errors[:] = []  # a level was chosen: whatever is in the amount box does not matter
+            raise StopValidation()
+        if field.data is None:
+            raise ValidationError("Enter an amount in whole dollars, or choose a level.")
+        interval = Interval(self.custom_interval.data if self.custom_interval.data in ("month", "year") else "month")
+        smallest = self.minimums.get(interval)
+        if smallest is None:
+            raise ValidationError(f"Giving more per {interval.value} is not offered; choose a level.")
+        if field.data * 100 < smallest:
+            raise ValidationError(f"Give at least {format_amount(smallest)} a {interval.value}, in whole dollars.")
+        if field.data > 100_000:
+            raise ValidationError("For gifts above $100,000, please contact us.")
+
+    def choice(self) -> Choice:
+        if self.level.data == CUSTOM:
+            return Choice(amount=int(self.custom_amount.data) * 100, interval=Interval(self.custom_interval.data))
+        return Choice(level_id=int(self.level.data))
+
+
+class JoinForm(LevelChoiceForm):
     name = StringField("Full name", filters=[_strip], validators=[DataRequired("Please enter your name."), Length(max=200)])
     email = EmailField(
         "Email",
@@ -30,13 +87,11 @@ class JoinForm(FlaskForm):
         ],
     )
     newsletter = BooleanField("Send me DAWNS Digest, free for members", default=True)
-    submit = SubmitField("Join for $5/month")
 
 
 class LoginForm(FlaskForm):
     email = EmailField("Email", filters=[_strip], validators=[DataRequired("Please enter your email address."), Length(max=320)])
     password = PasswordField("Password", validators=[DataRequired("Please enter your password."), Length(max=200)])
-    submit = SubmitField("Log in")
 
 
 class ResetRequestForm(FlaskForm):
@@ -49,7 +104,6 @@ class ResetRequestForm(FlaskForm):
             Length(max=320),
         ],
     )
-    submit = SubmitField("Send reset link")
 
 
 class ResetPasswordForm(FlaskForm):
@@ -64,8 +118,10 @@ class ResetPasswordForm(FlaskForm):
         "Repeat the new password",
         validators=[DataRequired("Please repeat the password."), EqualTo("password", "The passwords do not match.")],
     )
-    submit = SubmitField("Set new password")
 
 
-class ActionForm(FlaskForm):
-    """A form with only the CSRF token, for POST buttons."""
+class ConfirmWithPasswordForm(FlaskForm):
+    """A change a stolen cookie alone must not make: the current password too."""
+
+    password = PasswordField("Your current password", validators=[DataRequired("Please enter your password."),
+                                                                  Length(max=200)])

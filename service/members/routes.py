@@ -5,12 +5,26 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from flask_login import current_user, login_required
 
 from ..accounts import email_change
+from ..accounts import services as accounts
+from ..billing import checkout
 from ..billing.gateway import BillingError
-from ..domain.membership import MembershipStatus, describe
+from ..billing.runtime import get_gateway
+from ..db import get_session
+from ..domain.membership import PAYING, Interval, describe
+from ..domain.money import describe_level
 from ..extensions import limiter
+from ..forms import ActionForm
+from ..membership import catalogue
+from ..membership.service import is_entitled
 from ..security import safe_next
-from . import services
-from .forms import ActionForm, JoinForm, LoginForm, ResetPasswordForm, ResetRequestForm
+from .forms import (
+    ConfirmWithPasswordForm,
+    JoinForm,
+    LevelChoiceForm,
+    LoginForm,
+    ResetPasswordForm,
+    ResetRequestForm,
+)
 
 bp = Blueprint("members", __name__)
 
@@ -19,59 +33,97 @@ def _limit(name: str):
     return limiter.limit(lambda: current_app.config[name], methods=["POST"])
 
 
+def _catalogue() -> dict:
+    """The public levels and the "give more" minimums, for the level forms."""
+    session = get_session()
+    try:
+        catalogue.ensure(session, get_gateway())
+        session.commit()
+    except BillingError:
+        session.rollback()  # Stripe unreachable: offer what the catalogue already has
+    return {"levels": catalogue.joinable(session),
+            "minimums": {i: catalogue.minimum(session, i) for i in Interval}}
+
+
 @bp.get("/")
 def index():
-    return render_template("members/index.html")
+    offered = _catalogue()["levels"]
+    return render_template("members/index.html", cheapest=offered[0] if offered else None,
+                           describe_level=describe_level)
 
 
 @bp.route("/join", methods=["GET", "POST"])
 @_limit("RATELIMIT_JOIN")
 def join():
-    form = JoinForm()
+    if current_user.is_authenticated:
+        # Never a second account by accident: this browser is someone's already.
+        flash(f"You are signed in as {current_user.email}. To join as someone else, log out first.", "info")
+        target = "staff.index" if current_user.is_staff else "members.checkout_again"
+        return redirect(url_for(target), code=303)
+    form = JoinForm(**_catalogue())
     if not form.validate_on_submit():
         status = 422 if request.method == "POST" else 200
         return render_template("members/join.html", form=form), status
-    existing = services.find_by_email(form.email.data)
+    existing = accounts.find_by_email(form.email.data)
     if existing is None:
         try:
-            account = services.create_member(
+            account = accounts.create_member(
                 form.name.data, form.email.data, form.password.data, bool(form.newsletter.data)
             )
-        except services.EmailTaken:
-            existing = services.find_by_email(form.email.data)
+        except accounts.EmailTaken:
+            existing = accounts.find_by_email(form.email.data)
     if existing is not None:
-        services.notify_existing_account(existing)
+        accounts.notify_existing_account(existing)
         flash("Please log in to continue. If you have forgotten your password, you can reset it.", "info")
         return redirect(url_for("members.login"), code=303)
-    services.sign_in(account)
-    return _to_checkout(account)
+    accounts.sign_in(account)
+    return _to_checkout(account, form.choice())
 
 
-def _to_checkout(account):
+def _to_checkout(account, choice: checkout.Choice):
     try:
-        url = services.start_checkout(account)
+        url = checkout.start_checkout(account, choice)
+    except checkout.AlreadyMember as exc:
+        flash(exc.message, "info")
+        return redirect(url_for("members.account"), code=303)
     except BillingError as exc:
         return render_template("billing/unavailable.html", message=exc.message), 503
     return redirect(url, code=303)
 
 
-@bp.post("/account/checkout")
+@bp.route("/account/checkout", methods=["GET", "POST"])
 @login_required
 def checkout_again():
-    """A pending or ended member starts (or restarts) the $5/month membership."""
-    if not ActionForm().validate_on_submit():
-        abort(400)
+    """A pending or ended member chooses a level and starts (or restarts) the membership."""
     if current_user.is_staff:
         abort(403)  # staff accounts never pay: a Stripe customer is linked to readers only
+    form = LevelChoiceForm(**_catalogue())
+    if not form.validate_on_submit():
+        status = 422 if request.method == "POST" else 200
+        return render_template("members/checkout.html", form=form), status
+    return _to_checkout(current_user, form.choice())
+
+
+@bp.route("/account/level", methods=["GET", "POST"])
+@login_required
+def change_level():
+    """Change level: the subscription's price is swapped, prorated; the webhook confirms it."""
     membership = current_user.membership
-    if membership is not None and membership.status not in (
-        MembershipStatus.PENDING, MembershipStatus.CANCELED, MembershipStatus.COMPED
-    ):
-        # Active, past due, paused or lapsed: the subscription still exists; a second one
-        # would charge twice. Those are settled in "Manage billing".
-        flash("You already have a subscription: use \"Manage billing\" to update it.", "info")
-        return redirect(url_for("members.account"), code=303)
-    return _to_checkout(current_user)
+    if membership is None or membership.status not in PAYING:
+        flash("You have no membership to change yet: choose a level to join.", "info")
+        return redirect(url_for("members.checkout_again"), code=303)
+    form = LevelChoiceForm(**_catalogue())
+    if form.validate_on_submit():
+        try:
+            checkout.change_level(current_user, form.choice())
+        except BillingError as exc:
+            flash(exc.message, "error")
+        else:
+            flash("Your new level is on its way: it shows here as soon as Stripe confirms it.", "info")
+            return redirect(url_for("members.account"), code=303)
+    status = 422 if request.method == "POST" else 200
+    return render_template("members/level.html", form=form, membership=membership,
+                           current=describe_level(membership.level) if membership.level else None), status
 
 
 @bp.get("/join/success")
@@ -83,7 +135,7 @@ def join_success():
         return render_template("billing/success.html", view=None), 400
     try:
         account = current_user if current_user.is_authenticated else None
-        view = services.confirm_checkout(account, session_id)
+        view = checkout.confirm_checkout(account, session_id)
     except BillingError as exc:
         return render_template("billing/unavailable.html", message=exc.message), 503
     return render_template("billing/success.html", view=view, describe=describe)
@@ -100,9 +152,9 @@ def login():
     form = LoginForm()
     next_url = safe_next(request.args.get("next"), "")
     if form.validate_on_submit():
-        account = services.authenticate(form.email.data, form.password.data)
+        account = accounts.authenticate(form.email.data, form.password.data)
         if account is not None:
-            services.sign_in(account)
+            accounts.sign_in(account)
             default = url_for("staff.index") if account.is_staff else url_for("members.account")
             return redirect(safe_next(request.args.get("next"), default), code=303)
         form.password.errors.append("That email and password do not match an account.")
@@ -118,7 +170,7 @@ def logout():
         return render_template("members/logout.html", form=form)
     if not form.validate_on_submit():
         abort(400)
-    services.sign_out()
+    accounts.sign_out()
     flash("You are logged out.", "info")
     return redirect(url_for("members.index"), code=303)
 
@@ -128,7 +180,7 @@ def logout():
 def sign_out_everywhere():
     if not ActionForm().validate_on_submit():
         abort(400)
-    services.sign_out_everywhere(current_user)
+    accounts.sign_out_everywhere(current_user)
     flash("You are signed out everywhere, on this device too. Log in again to continue.", "info")
     return redirect(url_for("members.login"), code=303)
 
@@ -141,6 +193,9 @@ def account():
         "members/account.html",
         membership=membership,
         words=describe(membership.status) if membership else None,
+        entitled=is_entitled(membership),
+        level=describe_level(membership.level) if membership and membership.level else None,
+        paying=membership is not None and membership.status in PAYING,
         form=ActionForm(),
     )
 
@@ -152,11 +207,13 @@ def confirm_email(token: str):
     new_email = email_change.pending(token, current_user)
     if new_email is None:
         return render_template("members/email_invalid.html"), 400
-    form = ActionForm()
-    if request.method == "GET":
-        return render_template("members/email_confirm.html", form=form, new_email=new_email)
+    form = ConfirmWithPasswordForm()
     if not form.validate_on_submit():
-        abort(400)
+        status = 422 if request.method == "POST" else 200
+        return render_template("members/email_confirm.html", form=form, new_email=new_email), status
+    if accounts.authenticate(current_user.email, form.password.data) is None:
+        form.password.errors.append("That is not your current password.")
+        return render_template("members/email_confirm.html", form=form, new_email=new_email), 422
     try:
         changed = email_change.confirm(token, current_user)
     except email_change.EmailInUse:
@@ -173,7 +230,7 @@ def confirm_email(token: str):
 def reset_request():
     form = ResetRequestForm()
     if form.validate_on_submit():
-        services.request_password_reset(form.email.data)
+        accounts.request_password_reset(form.email.data)
         return render_template("members/reset_sent.html"), 200
     status = 422 if request.method == "POST" else 200
     return render_template("members/reset_request.html", form=form), status
@@ -182,11 +239,11 @@ def reset_request():
 @bp.route("/reset/<token>", methods=["GET", "POST"])
 @_limit("RATELIMIT_RESET")
 def reset_password(token: str):
-    if services.account_for_reset_token(token) is None:
+    if accounts.account_for_reset_token(token) is None:
         return render_template("members/reset_invalid.html"), 400
     form = ResetPasswordForm()
     if form.validate_on_submit():
-        account = services.reset_password(token, form.password.data)
+        account = accounts.reset_password(token, form.password.data)
         if account is None:
             return render_template("members/reset_invalid.html"), 400
         flash("Your password has been changed. Please log in.", "info")

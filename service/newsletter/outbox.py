@@ -1,5 +1,6 @@
-"""The enrollment outbox: changes are written in the transaction of the membership change that
-caused them, then delivered after the commit (best effort) and by `flask newsletter sync`."""
+"""Delivering the enrollment outbox. The rows are written by the membership service in the
+transaction of the change that caused them; here they are claimed, sent and retried (after
+the response, best effort, and by `flask newsletter sync` / the worker)."""
 from __future__ import annotations
 
 import logging
@@ -7,48 +8,20 @@ import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from flask import current_app, g, has_request_context
-from sqlalchemy import and_, exists, or_, select, update
+from flask import current_app
+from sqlalchemy import and_, exists, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from ..db import utcnow
-from ..domain.membership import is_entitled
-from ..domain.newsletter import Desired, next_desired
-from ..models import Account, Membership, NewsletterOutbox
+from ..domain.newsletter import Desired, OutboxStatus
+from ..models import Account, NewsletterOutbox
 from .provider import Change, NewsletterProvider, ProviderError
 
 log = logging.getLogger("service.newsletter")
 
-PENDING, IN_FLIGHT, DELIVERED, FAILED, SUPERSEDED = "pending", "in_flight", "delivered", "failed", "superseded"
-
-
-def enqueue_if_changed(session: Session, account: Account, membership: Membership, *,
-                       force: bool = False, confirm: bool = False) -> NewsletterOutbox | None:
-    """Write the new desired state to the outbox if it moved (or `force`, e.g. an email change)."""
-    current = Desired(membership.newsletter_desired or Desired.NONE)
-    desired = next_desired(current, entitled=is_entitled(membership.status), opted_in=membership.newsletter_opt_in,
-                           on_lapse=current_app.config["NEWSLETTER_ON_LAPSE"])
-    if desired == current and not force:
-        return None
-    if desired == Desired.NONE:
-        return None
-    now = utcnow()
-    # A newer desired state supersedes older ones not yet delivered (and abandoned claims).
-    session.execute(
-        update(NewsletterOutbox)
-        .where(NewsletterOutbox.account_id == account.id,
-               or_(NewsletterOutbox.status == PENDING,
-                   and_(NewsletterOutbox.status == IN_FLIGHT, NewsletterOutbox.claimed_until < now)))
-        .values(status=SUPERSEDED)
-    )
-    membership.newsletter_desired = desired.value
-    row = NewsletterOutbox(account_id=account.id, action=desired.value, email=account.email,
-                           payload={"name": account.name, "confirm": confirm}, status=PENDING,
-                           next_attempt_at=now)
-    session.add(row)
-    if has_request_context():
-        g.setdefault("newsletter_due", set()).add(account.id)
-    return row
+PENDING, IN_FLIGHT, DELIVERED, FAILED, SUPERSEDED = (OutboxStatus.PENDING, OutboxStatus.IN_FLIGHT,
+                                                     OutboxStatus.DELIVERED, OutboxStatus.FAILED,
+                                                     OutboxStatus.SUPERSEDED)
 
 
 # --- delivery ---------------------------------------------------------------------------------

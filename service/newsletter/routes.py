@@ -8,7 +8,7 @@ from flask_login import current_user, login_required
 
 from ..errors import json_error
 from ..extensions import csrf
-from ..members.forms import ActionForm
+from ..forms import ActionForm
 from . import services
 
 bp = Blueprint("newsletter", __name__)

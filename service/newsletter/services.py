@@ -9,7 +9,7 @@ from sqlalchemy import or_, select
 from ..db import get_session, utcnow
 from ..domain.newsletter import Desired
 from ..models import Account, AuditLog, Membership
-from .outbox import enqueue_if_changed
+from ..membership.service import enqueue_newsletter
 
 log = logging.getLogger("service.newsletter")
 
@@ -21,7 +21,7 @@ def set_opt_in(account: Account, wanted: bool) -> None:
     if membership is None or membership.newsletter_opt_in == wanted:
         return
     membership.newsletter_opt_in = wanted
-    enqueue_if_changed(session, account, membership, confirm=wanted)
+    enqueue_newsletter(session, account, membership, confirm=wanted)
     session.add(AuditLog(actor_id=account.id, actor_email=account.email,
                          action="newsletter_opt_in" if wanted else "newsletter_opt_out",
                          target_account_id=account.id, details={}))

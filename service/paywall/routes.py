@@ -9,6 +9,7 @@ from flask_login import current_user
 
 from ..db import utcnow
 from ..errors import json_error
+from ..membership.service import is_entitled
 from .keys import ALG, KeySet
 
 bp = Blueprint("paywall", __name__)
@@ -33,7 +34,8 @@ def token():
         "aud": AUDIENCE,
         "sub": str(current_user.id),
         "status": status,
-        "entitled": bool(membership and membership.entitled),
+        "entitled": is_entitled(membership),
+        "level": membership.level_name if membership else None,
         "iat": int(now.timestamp()),
         "exp": int(expires.timestamp()),
     }

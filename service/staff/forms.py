@@ -1,12 +1,20 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, DateField, EmailField, SelectField, SelectMultipleField, StringField, TextAreaField
-from wtforms.validators import DataRequired, Email, Length, Optional, Regexp, ValidationError
+from wtforms import (
+    BooleanField,
+    DateField,
+    DecimalField,
+    EmailField,
+    SelectField,
+    SelectMultipleField,
+    StringField,
+    TextAreaField,
+)
+from wtforms.validators import DataRequired, Email, Length, NumberRange, Optional, Regexp, ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from ..api.auth import DEFAULT_SCOPES, SCOPES
-from ..api.tokens import NAME_RE, NAME_RULE
+from ..accounts.api_tokens import DEFAULT_SCOPES, NAME_RE, NAME_RULE, SCOPES
 
 CONFIRM = "Tick to confirm."
 
@@ -35,6 +43,18 @@ def _at_least_one(form, field) -> None:
     # Not DataRequired: its `required` flag would make the browser demand every checkbox.
     if not field.data:
         raise ValidationError("Choose at least one scope.")
+
+
+class LevelForm(ConfirmForm):
+    name = StringField("Name", filters=[lambda v: v.strip() if v else v],
+                       validators=[DataRequired("Name the level."), Length(max=100)])
+    amount = DecimalField("Amount (USD)", places=2, validators=[DataRequired("Give an amount."),
+                                                                NumberRange(min=1, max=100_000, message="From $1 to $100,000.")])
+    interval = SelectField("Every", choices=["month", "year"])
+    price = StringField("Existing Stripe Price id (optional)", filters=[lambda v: v.strip() if v else v],
+                        validators=[Optional(), Regexp(r"^(price|plan)_[A-Za-z0-9_]{1,200}$",
+                                                       message="A Stripe Price id starts with price_.")])
+    public = BooleanField("Offer it on /join", default=True)
 
 
 class TokenForm(ConfirmForm):

@@ -6,15 +6,15 @@ import io
 from datetime import datetime, time, timezone
 from functools import wraps
 
-from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, Response, abort, flash, redirect, render_template, request, stream_with_context, url_for
 from flask_login import current_user
 
-from ..api import tokens as api_tokens
+from ..accounts import api_tokens
 from ..db import get_session, new_session
 from ..domain.membership import MembershipStatus, Role, describe
-from ..members import directory
+from ..membership import directory
 from . import services
-from .forms import AddStaffForm, CompForm, ConfirmForm, RoleForm, TokenForm
+from .forms import AddStaffForm, CompForm, ConfirmForm, LevelForm, RoleForm, TokenForm
 
 bp = Blueprint("staff", __name__, url_prefix="/staff")
 
@@ -58,6 +58,7 @@ def _filter_from_args() -> directory.MemberFilter:
     entitled = {"yes": True, "no": False}.get(entitled_arg or "")
     sort = request.args.get("sort", "newest")
     return directory.MemberFilter(q=request.args.get("q", "")[:200], status=status_value, entitled=entitled,
+                                  paying_twice=request.args.get("flag") == "paying_twice",
                                   sort=sort if sort in ("newest", "oldest") else "newest")
 
 
@@ -68,6 +69,7 @@ def index():
     page = request.args.get("page", 1, type=int) or 1
     rows, total = directory.search(get_session(), f, page, PER_PAGE)
     pages = max(1, (total + PER_PAGE - 1) // PER_PAGE)
+    page = min(page, pages)
     args = {k: v for k, v in request.args.items() if k != "page" and v}
     return render_template("staff/index.html", rows=rows, total=total, page=page, pages=pages, f=f, args=args,
                            statuses=[s.value for s in MembershipStatus])
@@ -173,7 +175,8 @@ def _neutralise(value) -> str:
 
 
 CSV_COLUMNS = ["id", "email", "name", "status", "entitled", "paid_through", "cancel_at_period_end",
-               "stripe_customer_id", "newsletter_status", "created_at"]
+               "level", "level_amount", "level_currency", "level_interval", "stripe_customer_id",
+               "newsletter_status", "created_at"]
 
 
 @bp.get("/export.csv")
@@ -198,14 +201,16 @@ def export():
         for m in directory.iter_all(session, f):
             buf.seek(0)
             buf.truncate()
+            level = m["level"] or {}
             writer.writerow([_neutralise(v) for v in (
                 m["id"], m["email"], m["name"], m["status"], "yes" if m["entitled"] else "no", m["paid_through"],
-                "yes" if m["cancel_at_period_end"] else "no", m["stripe_customer_id"], m["newsletter"]["status"],
+                "yes" if m["cancel_at_period_end"] else "no", level.get("name"), level.get("amount"),
+                level.get("currency"), level.get("interval"), m["stripe_customer_id"], m["newsletter"]["status"],
                 m["created_at"])])
             yield buf.getvalue()
 
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    return Response(generate(), mimetype="text/csv",
+    return Response(stream_with_context(generate()), mimetype="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="members-{stamp}.csv"'})
 
 
@@ -221,6 +226,32 @@ def _admin_page(new_token: tuple[str, str] | None = None):
     return render_template("staff/admin.html", staff=services.staff_accounts(), tokens=api_tokens.list_tokens(),
                            add_form=AddStaffForm(prefix="add"), token_form=TokenForm(prefix="tok"),
                            role_form=RoleForm(), confirm_form=ConfirmForm(), new_token=new_token)
+
+
+@bp.get("/admin/levels")
+@admin_required
+def levels():
+    return render_template("staff/levels.html", levels=services.catalogue_levels(), form=LevelForm(prefix="lvl"),
+                           confirm_form=ConfirmForm())
+
+
+@bp.post("/admin/levels")
+@admin_required
+def add_level():
+    form = LevelForm(prefix="lvl")
+    back = redirect(url_for("staff.levels"), code=303)
+    return _run(form, lambda: services.add_level(current_user, form.name.data, int(form.amount.data * 100),
+                                                 form.interval.data, form.price.data or None, bool(form.public.data)),
+                "Level added.", back)
+
+
+@bp.post("/admin/levels/<int:level_id>/archive")
+@admin_required
+def archive_level(level_id: int):
+    archived = request.form.get("archived", "1") == "1"
+    return _run(ConfirmForm(), lambda: services.archive_level(current_user, level_id, archived),
+                "Level archived: nobody can choose it now; its members keep their membership." if archived
+                else "Level offered again.", redirect(url_for("staff.levels"), code=303))
 
 
 @bp.post("/admin/staff")

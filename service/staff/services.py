@@ -10,10 +10,13 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import select
 
-from ..billing.lifecycle import recompute_membership
+from ..billing.gateway import BillingError
+from ..billing.runtime import get_gateway
+from ..membership import catalogue
+from ..membership.service import recompute
 from ..db import get_session, utcnow
 from ..domain.membership import Role
-from ..members.services import create_staff, end_sessions, find_by_email, request_password_reset
+from ..accounts.services import create_staff, end_sessions, find_by_email, request_password_reset
 from ..models import (
     Account,
     AuditLog,
@@ -38,7 +41,8 @@ def _audit(actor: Account, action: str, target: Account | None, **details: Any) 
 
 def _member(member_id: int) -> Account:
     account = get_session().get(Account, member_id)
-    if account is None or account.membership is None:
+    if account is None or account.membership is None or account.role != Role.MEMBER:
+        # Staff act on readers; staff accounts are managed by admins at /staff/admin.
         raise ActionError("No such member.")
     return account
 
@@ -51,7 +55,7 @@ def comp(actor: Account, member_id: int, reason: str, until: datetime | None) ->
     membership.comped_at = utcnow()
     membership.comped_until = until
     membership.comp_reason = reason
-    membership = recompute_membership(get_session(), account)
+    membership = recompute(get_session(), account)
     _audit(actor, "comp", account, reason=reason, until=until.isoformat() if until else None)
     get_session().commit()
     return membership
@@ -66,7 +70,7 @@ def revoke_comp(actor: Account, member_id: int) -> Membership:
     membership.comped_until = None
     reason = membership.comp_reason
     membership.comp_reason = None
-    membership = recompute_membership(get_session(), account)
+    membership = recompute(get_session(), account)
     _audit(actor, "comp_revoke", account, previous_reason=reason)
     get_session().commit()
     return membership
@@ -84,7 +88,7 @@ def expire_comps() -> list[int]:
         membership = account.membership
         membership.comped_at = None
         membership.comped_until = None
-        recompute_membership(session, account)
+        recompute(session, account)
         session.add(AuditLog(actor_id=None, actor_email="system", action="comp_expired",
                              target_account_id=account_id, details={}))
     session.commit()
@@ -106,6 +110,39 @@ def send_reset(actor: Account, member_id: int) -> None:
     request_password_reset(account.email)
     _audit(actor, "send_password_reset", account)
     get_session().commit()
+
+
+def catalogue_levels() -> list:
+    session = get_session()
+    try:
+        catalogue.ensure(session, get_gateway())
+        session.commit()
+    except BillingError:
+        session.rollback()
+    return catalogue.levels(session)
+
+
+def add_level(actor: Account, name: str, amount: int, interval: str, price_id: str | None, public: bool) -> None:
+    session = get_session()
+    try:
+        level = catalogue.add(session, get_gateway(), name=name, amount=amount, interval=interval,
+                              price_id=price_id, public=public)
+    except (catalogue.CatalogueError, BillingError) as exc:
+        session.rollback()
+        raise ActionError(getattr(exc, "message", None) or str(exc)) from None
+    _audit(actor, "level_add", None, level_id=level.id, name=level.name, amount=level.amount,
+           interval=level.interval, price=level.stripe_price_id)
+    session.commit()
+
+
+def archive_level(actor: Account, level_id: int, archived: bool) -> None:
+    session = get_session()
+    try:
+        level = catalogue.archive(session, level_id, archived)
+    except catalogue.CatalogueError as exc:
+        raise ActionError(str(exc)) from None
+    _audit(actor, "level_archive" if archived else "level_unarchive", None, level_id=level.id, name=level.name)
+    session.commit()
 
 
 def end_member_sessions(actor: Account, member_id: int) -> int:
@@ -166,11 +203,26 @@ def timeline(account: Account, limit: int = 200) -> list[TimelineEntry]:
         entries.append(TimelineEntry(r.delivered_at or r.created_at, "newsletter", f"DAWNS: {r.action}", detail))
     for a in session.scalars(select(AuditLog).where(AuditLog.target_account_id == account.id)
                              .order_by(AuditLog.created_at.desc()).limit(limit)):
-        kind = "staff" if a.actor_id else "system"
+        kind = "member" if a.actor_id == account.id else ("staff" if a.actor_id else "system")
+        details = "; ".join(f"{k.replace('_', ' ')}: {_plain(v)}" for k, v in (a.details or {}).items())
         entries.append(TimelineEntry(a.created_at, kind, a.action.replace("_", " "),
-                                     f"by {a.actor_email or 'system'}" + (f" · {a.details}" if a.details else "")))
+                                     f"by {a.actor_email or 'system'}" + (f" · {details}" if details else "")))
     entries.sort(key=lambda t: t.at, reverse=True)
     return entries[:limit]
+
+
+def _plain(value: Any) -> str:
+    """An audit detail as staff read it: dates as dates, nothing as "none"."""
+    if value is None or value == "":
+        return "none"
+    if isinstance(value, str) and len(value) >= 19 and value[4] == "-" and "T" in value:
+        try:
+            return datetime.fromisoformat(value).strftime("%-d %B %Y %H:%M UTC")
+        except ValueError:
+            return value
+    if isinstance(value, (list, tuple)):
+        return ", ".join(map(str, value))
+    return str(value)
 
 
 def subscriptions_of(account: Account) -> list[StripeSubscription]:
@@ -196,7 +248,10 @@ def billing_email(account: Account) -> str | None:
         .order_by(StripeCustomer.id.desc()).limit(1))
 
 
-def dashboard_url(kind: str, stripe_id: str) -> str:
+def dashboard_url(kind: str, stripe_id: str) -> str | None:
+    """A link to the Stripe Dashboard; none for the embedded default (its ids live in localstripe)."""
+    if current_app.config["DEMO_CHECKOUT"]:
+        return None
     base = current_app.config["STRIPE_DASHBOARD_URL"].rstrip("/")
     test = "/test" if current_app.config["STRIPE_SECRET_KEY"].startswith(("sk_test", "rk_test")) else ""
     return f"{base}{test}/{kind}/{stripe_id}"

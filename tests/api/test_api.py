@@ -35,7 +35,7 @@ def test_entitlement_by_email_and_by_member_id(app, api, stripe_api):
     stripe_api.reset()
     by_email = api("/api/v1/entitlements?email=READER@example.org")
     by_id = api(f"/api/v1/entitlements?member_id={member}")
-    expected = {"entitled": True, "status": "active",
+    expected = {"entitled": True, "status": "active", "level": "Member",
                 "paid_through": datetime.fromtimestamp(end, tz=timezone.utc).isoformat()}
     assert by_email.status_code == 200 and by_email.json == expected
     assert by_id.json == expected
@@ -47,7 +47,7 @@ def test_entitlement_by_email_and_by_member_id(app, api, stripe_api):
 def test_entitlement_follows_the_state(app, api, status, entitled):
     member = make_account(app, status=status)
     assert api(f"/api/v1/entitlements?member_id={member}").json == {
-        "entitled": entitled, "status": status.value, "paid_through": None}
+        "entitled": entitled, "status": status.value, "paid_through": None, "level": None}
 
 
 @pytest.mark.parametrize("query, status, code", [
@@ -67,7 +67,8 @@ def test_member_by_id_has_the_contract_fields(app, api):
     member = make_account(app, email="m@example.org", name="Mo Member")
     body = api(f"/api/v1/members/{member}").json
     assert set(body) == {"id", "email", "name", "status", "entitled", "paid_through", "cancel_at_period_end",
-                         "stripe_customer_id", "newsletter", "created_at"}
+                         "stripe_customer_id", "newsletter", "level", "created_at"}
+    assert body["level"] is None
     assert body["newsletter"] == {"status": "not_subscribed", "synced_at": None}
     assert body["created_at"].endswith("+00:00")
     assert api("/api/v1/members/999999").status_code == 404
@@ -139,7 +140,7 @@ def test_revocation_reaches_the_paywall_check_within_the_token_cache_time(make_a
     headers = {"Authorization": f"Bearer {token}"}
     assert client.get(f"/api/v1/entitlements?member_id={member}", headers=headers).status_code == 200
     with immediate.app_context():
-        from service.api.tokens import revoke_token
+        from service.accounts.api_tokens import revoke_token
 
         revoke_token("edge")
     assert client.get(f"/api/v1/entitlements?member_id={member}", headers=headers).status_code == 401

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from service.domain.membership import MembershipStatus as S
-from service.devserver import free_port, wait_for_port
+from service.demo.localstripe import free_port, wait_for_port
 
 from ..support.factories import make_account
 from ..support.staff import api_token

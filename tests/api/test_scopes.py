@@ -45,7 +45,7 @@ def test_cli_scope_repeats_and_unknown_scopes_or_bad_names_are_refused(app, runn
     assert _get(app.test_client(), "/api/v1/members", ok.stdout.strip()).status_code == 200
     bad_scope = runner.invoke(args=["tokens", "create", "x", "--scope", "members:write"])
     assert bad_scope.exit_code != 0 and "Unknown scope 'members:write'" in bad_scope.output
-    for name in ("has space", "slash/name", "x" * 65, "ünïcode", ""):
+    for name in ("has space", "slash/name", "x" * 65, "ünïcode", "", "website\n"):
         bad = runner.invoke(args=["tokens", "create", name])
         assert bad.exit_code != 0 and "A token name uses letters, digits" in bad.output, name
     with app.app_context():
@@ -179,3 +179,26 @@ def test_the_fast_path_answers_json_503_on_every_branch_while_the_database_is_do
     assert resp.status_code == 503, resp.get_data(as_text=True)
     assert resp.headers["Content-Type"] == "application/json"
     assert resp.json["error"]["code"] == "unavailable"
+
+
+def test_a_revoked_tokens_name_can_be_given_to_its_replacement(app, runner):
+    first = runner.invoke(args=["tokens", "create", "website"]).stdout.strip()
+    assert runner.invoke(args=["tokens", "revoke", "website"]).exit_code == 0
+    again = runner.invoke(args=["tokens", "create", "website"])
+    assert again.exit_code == 0, again.output
+    second = again.stdout.strip()
+    client = app.test_client()
+    assert _get(client, "/api/v1/entitlements?member_id=1", first).status_code == 401
+    assert _get(client, "/api/v1/entitlements?member_id=1", second).status_code == 404  # live; no such member
+    listing = runner.invoke(args=["tokens", "list"]).output
+    assert listing.count("website") == 2 and "revoked" in listing and "live" in listing
+    assert first not in listing and second not in listing
+    assert runner.invoke(args=["tokens", "create", "website"]).exit_code != 0  # one live token per name
+
+
+def test_an_invalid_token_is_named_so_in_the_challenge(app):
+    resp = _get(app.test_client(), "/api/v1/members", "dawns_unknown")
+    assert resp.status_code == 401
+    assert resp.headers["WWW-Authenticate"] == 'Bearer realm="dawns-membership", error="invalid_token"'
+    missing = app.test_client().get("/api/v1/members")
+    assert missing.headers["WWW-Authenticate"] == 'Bearer realm="dawns-membership"'

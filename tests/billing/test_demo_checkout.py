@@ -7,7 +7,7 @@ import pytest
 
 from service.db import get_session
 from service.domain.membership import MembershipStatus
-from service.members.services import find_by_email
+from service.accounts.services import find_by_email
 
 from ..support.wait import poll
 from ..support.web import csrf_from, post_form
@@ -17,13 +17,27 @@ JOIN = {"name": "Demo Reader", "email": "demo@example.org", "password": "demo pa
 
 @pytest.fixture
 def demo_app(make_app, localstripe):
+    from service.demo.localstripe import seed_demo_catalogue
+
     settings = localstripe.provision("http://127.0.0.1:9/stripe/webhook")
-    return make_app(
+    app = make_app(
         STRIPE_SECRET_KEY=settings["STRIPE_SECRET_KEY"],
         STRIPE_API_BASE=settings["STRIPE_API_BASE"],
         STRIPE_PRICE_ID=settings["STRIPE_PRICE_ID"],
+        STRIPE_PRODUCT_ID=settings["STRIPE_PRODUCT_ID"],
         DEMO_CHECKOUT=True,
     )
+    seed_demo_catalogue(app)  # what `make run` offers: $5 a month, $50 a year
+    return app
+
+
+def _level_id(app, price_id):
+    from sqlalchemy import select
+
+    from service.models import Level
+
+    with app.app_context():
+        return get_session().scalar(select(Level.id).where(Level.stripe_price_id == price_id))
 
 
 def _pay(client, checkout_url: str, number: str):
@@ -41,7 +55,7 @@ def test_joining_reaches_the_labelled_demo_checkout_page(demo_app):
     path = resp.headers["Location"].removeprefix("http://localhost")
     assert path.startswith("/demo/checkout/cs_demo_")
     html = client.get(path).get_data(as_text=True)
-    assert "Demo mode" in html and "stands in for Stripe Checkout" in html and "$5.00 per month" in html
+    assert "Demo mode" in html and "stands in for Stripe Checkout" in html and "$5 per month" in html
 
 
 def test_paying_with_the_test_card_makes_the_member_active(demo_app):
@@ -78,15 +92,18 @@ def live_demo(make_app, localstripe):
     """The embedded default end to end: demo pages, localstripe, real signed webhooks."""
     import secrets as _secrets
 
-    from service.devserver import register_localstripe_webhook
+    from service.demo.localstripe import register_localstripe_webhook
 
     from ..support.server import LiveServer
 
     settings = localstripe.provision("http://127.0.0.1:9/unused")
     secret = "whsec_" + _secrets.token_hex(16)
     app = make_app(STRIPE_SECRET_KEY=settings["STRIPE_SECRET_KEY"], STRIPE_API_BASE=settings["STRIPE_API_BASE"],
-                   STRIPE_PRICE_ID=settings["STRIPE_PRICE_ID"], STRIPE_WEBHOOK_SECRET=secret, DEMO_CHECKOUT=True,
-                   STRIPE_API_VERSION="2017-08-15")
+                   STRIPE_PRICE_ID=settings["STRIPE_PRICE_ID"], STRIPE_PRODUCT_ID=settings["STRIPE_PRODUCT_ID"],
+                   STRIPE_WEBHOOK_SECRET=secret, DEMO_CHECKOUT=True, STRIPE_API_VERSION="2017-08-15")
+    from service.demo.localstripe import seed_demo_catalogue
+
+    seed_demo_catalogue(app)
     server = LiveServer(app)
     register_localstripe_webhook(localstripe.url, f"{server.url}/stripe/webhook", secret, name="tests")
     yield app
@@ -137,3 +154,57 @@ def test_demo_journey_is_driven_by_real_webhooks_and_the_demo_portal_cancels(liv
 
     assert poll(canceled)
     assert poll(lambda: "customer.subscription.deleted" in _events_for(live_demo, member))
+
+
+def _membership(app, email):
+    with app.app_context():
+        m = find_by_email(email).membership
+        values = (m.status, m.level_name, m.level_amount, m.level_interval, m.paid_through)
+        get_session().close()
+    return values
+
+
+def test_joining_at_fifty_a_year_ends_active_with_the_yearly_period(live_demo):
+    from datetime import timedelta
+
+    from service.db import utcnow
+
+    client = live_demo.test_client()
+    resp = post_form(client, "/join", {**JOIN, "email": "yearly@example.org",
+                                       "level": str(_level_id(live_demo, "plan_dawns_yearly"))})
+    checkout = resp.headers["Location"].removeprefix("http://localhost")
+    assert "$50 per year" in client.get(checkout).get_data(as_text=True)
+    paid = _pay(client, checkout, "4242 4242 4242 4242")
+    client.get(paid.headers["Location"].removeprefix("http://localhost"))
+    status, name, amount, interval, paid_through = _membership(live_demo, "yearly@example.org")
+    assert (status, name, amount, interval) == (MembershipStatus.ACTIVE, "Member, yearly", 5000, "year")
+    assert paid_through - utcnow() > timedelta(days=360)
+
+
+def test_giving_more_makes_a_plan_of_the_membership_product_in_localstripe(live_demo):
+    client = live_demo.test_client()
+    resp = post_form(client, "/join", {**JOIN, "email": "generous@example.org", "level": "custom",
+                                       "custom_amount": "12", "custom_interval": "month"})
+    checkout = resp.headers["Location"].removeprefix("http://localhost")
+    assert "$12 per month" in client.get(checkout).get_data(as_text=True)
+    paid = _pay(client, checkout, "4242 4242 4242 4242")
+    client.get(paid.headers["Location"].removeprefix("http://localhost"))
+    status, name, amount, interval, _ = _membership(live_demo, "generous@example.org")
+    assert (status, name, amount, interval) == (MembershipStatus.ACTIVE, "Give more", 1200, "month")
+
+
+def test_the_demo_portal_cancel_at_period_end_reaches_the_membership(live_demo):
+    """localstripe sends no customer.subscription.updated for it; the demo reads it back."""
+    client = live_demo.test_client()
+    resp = post_form(client, "/join", {**JOIN, "email": "ending@example.org"})
+    paid = _pay(client, resp.headers["Location"].removeprefix("http://localhost"), "4242 4242 4242 4242")
+    client.get(paid.headers["Location"].removeprefix("http://localhost"))
+    portal = post_form(client, "/account/billing", {}, form_path="/account")
+    portal_path = portal.headers["Location"].removeprefix("http://localhost")
+    page = client.get(portal_path)
+    client.post(portal_path, data={"csrf_token": csrf_from(page.get_data(as_text=True)), "submit_end": "1"})
+    with live_demo.app_context():
+        m = find_by_email("ending@example.org").membership
+        assert m.status == MembershipStatus.ACTIVE and m.cancel_at_period_end is True
+        get_session().close()
+    assert "Ends on" in client.get("/account").get_data(as_text=True)

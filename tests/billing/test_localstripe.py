@@ -3,12 +3,14 @@ the app served by a real WSGI server. Deliveries are awaited by polling the data
 from __future__ import annotations
 
 import secrets
+
 import pytest
 import requests
+import stripe
 
 from service.billing.runtime import get_gateway
 from service.db import get_session
-from service.devserver import register_localstripe_webhook
+from service.demo.localstripe import register_localstripe_webhook
 from service.domain.membership import MembershipStatus
 from service.models import Account, StripeEvent
 
@@ -25,8 +27,10 @@ def integrated(make_app, localstripe):
         STRIPE_SECRET_KEY=settings["STRIPE_SECRET_KEY"],
         STRIPE_API_BASE=settings["STRIPE_API_BASE"],
         STRIPE_PRICE_ID=settings["STRIPE_PRICE_ID"],
+        STRIPE_PRODUCT_ID=settings["STRIPE_PRODUCT_ID"],
         STRIPE_WEBHOOK_SECRET=secret,
         STRIPE_API_VERSION="2017-08-15",  # what localstripe speaks
+        DEMO_CHECKOUT=True,  # the gateway's twin for localstripe: Prices are Plans there
     )
     server = LiveServer(app)
     # localstripe keeps one registration per name: this test's server gets the deliveries.
@@ -47,24 +51,22 @@ def wait_for_status(app, account_id: int, wanted: MembershipStatus) -> Membershi
 
 
 def subscribe(app, account_id: int, email: str, payment_method: dict) -> dict:
-    """What Checkout does, done directly against localstripe through the gateway's client."""
-    with app.app_context():
-        client = get_gateway().raw()
-        customer = client.v1.customers.create({"email": email, "metadata": {"member_id": str(account_id)}})
+    """What Checkout does, done directly against localstripe (the test plays Stripe Checkout)."""
+    client = stripe.StripeClient(app.config["STRIPE_SECRET_KEY"], max_network_retries=0,
+                                 base_addresses={"api": app.config["STRIPE_API_BASE"]})  # type: ignore[arg-type]
+    customer = client.v1.customers.create({"email": email, "metadata": {"member_id": str(account_id)}})
     # Checkout made the customer for a session of ours: the customer belongs to the member.
     link_customer(app, account_id, customer.id)
-    with app.app_context():
-        client = get_gateway().raw()
-        pm = client.v1.payment_methods.create(payment_method)
-        client.v1.payment_methods.attach(pm.id, {"customer": customer.id})
-        client.v1.customers.update(customer.id, {"invoice_settings": {"default_payment_method": pm.id}})
-        sub = client.v1.subscriptions.create({
-            "customer": customer.id,
-            "items": [{"plan": app.config["STRIPE_PRICE_ID"]}],
-            "metadata": {"member_id": str(account_id)},
-            "expand": ["latest_invoice.payment_intent"],
-        })
-        return sub.to_dict()
+    pm = client.v1.payment_methods.create(payment_method)
+    client.v1.payment_methods.attach(pm.id, {"customer": customer.id})
+    client.v1.customers.update(customer.id, {"invoice_settings": {"default_payment_method": pm.id}})
+    sub = client.v1.subscriptions.create({
+        "customer": customer.id,
+        "items": [{"plan": app.config["STRIPE_PRICE_ID"]}],
+        "metadata": {"member_id": str(account_id)},
+        "expand": ["latest_invoice.payment_intent"],
+    })
+    return sub.to_dict()
 
 
 CARD = {"type": "card", "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"}}
@@ -111,5 +113,5 @@ def test_cancel_ends_canceled(integrated):
     sub = subscribe(integrated, member, "quit@example.org", CARD)
     assert wait_for_status(integrated, member, MembershipStatus.ACTIVE) == MembershipStatus.ACTIVE
     with integrated.app_context():
-        get_gateway().raw().v1.subscriptions.cancel(sub["id"])
+        get_gateway().cancel_subscription(sub["id"], at_period_end=False)
     assert wait_for_status(integrated, member, MembershipStatus.CANCELED) == MembershipStatus.CANCELED

@@ -106,8 +106,8 @@ def test_email_is_the_last_resort_link_for_readers_only_and_flags_them(app, runn
     from service.models import StripeCustomer
     from ..support.stripe_standin import SubscriptionTruth
 
-    reader = make_account(app, email="reader@example.org")
-    make_account(app, email="editor@example.org", role=Role.STAFF)
+    reader = make_account(app, email="reader@example.org", verified=True)
+    make_account(app, email="editor@example.org", role=Role.STAFF, verified=True)
     paying = make_account(app, email="paying@example.org", customer="cus_own")
     subs = [subscription(id=f"sub_{n}", customer=f"cus_{n}", status="active") for n in ("r", "e", "p")]
     _serve_list(stripe_api, subs, page_size=10)
@@ -126,3 +126,25 @@ def test_email_is_the_last_resort_link_for_readers_only_and_flags_them(app, runn
         owners = dict(s.execute(select(StripeCustomer.stripe_id, StripeCustomer.account_id)).all())
         assert owners == {"cus_own": paying, "cus_r": reader, "cus_e": None, "cus_p": None}
         assert "by email match" in s.get(Account, reader).membership.flag_reason
+
+
+def test_an_unverified_address_links_nothing_by_email(app, runner, stripe_api):
+    """Anyone can join with anyone's address: a squatter who never proved it must not receive
+    the real owner's Payment Link subscription (and their billing) by email match."""
+    from ..support.stripe_standin import SubscriptionTruth
+
+    squatter = make_account(app, email="victim@example.org")  # joined, never paid, never verified
+    obj = subscription(id="sub_v", customer="cus_v", status="active")
+    _serve_list(stripe_api, [obj])
+    SubscriptionTruth(stripe_api).set(obj)
+    stripe_api.on("GET", "/v1/customers/cus_v", Reply(200, {"id": "cus_v", "object": "customer",
+                                                           "email": "victim@example.org"}))
+    result = runner.invoke(args=["stripe", "reconcile"])
+    assert result.exit_code == 0 and "linked by email" not in result.output
+    assert _status(app, squatter) == MembershipStatus.PENDING
+
+
+def test_reconcile_without_a_stripe_key_says_so(make_app):
+    app = make_app(STRIPE_SECRET_KEY="")
+    result = app.test_cli_runner().invoke(args=["stripe", "reconcile"])
+    assert result.exit_code == 1 and "STRIPE_SECRET_KEY is not set" in result.output

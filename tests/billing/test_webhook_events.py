@@ -30,9 +30,13 @@ def member(app):
 
 
 def membership(app, account_id):
+    """The member's row, and whether it entitles now (read inside the app: the grace is config)."""
+    from service.membership.service import is_entitled
+
     with app.app_context():
         acc = get_session().get(Account, account_id)
         m = acc.membership
+        m.entitled = is_entitled(m)
         get_session().expunge_all()
         return m
 

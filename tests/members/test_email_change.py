@@ -47,11 +47,11 @@ def _link_in_mail(app, to: str) -> str:
     return LINK_RE.search(sent[-1].get_content()).group(1)
 
 
-def _confirm(client, path):
+def _confirm(client, path, password=PASSWORD):
     page = client.get(path)
     if page.status_code != 200:
         return page
-    resp = client.post(path, data={"csrf_token": csrf_from(page.get_data(as_text=True))})
+    resp = client.post(path, data={"csrf_token": csrf_from(page.get_data(as_text=True)), "password": password})
     resp.close()
     return resp
 
@@ -141,3 +141,49 @@ def test_an_address_taken_meanwhile_is_refused_clearly(app):
     assert "Another account already signs in with that address" in client.get("/account").get_data(as_text=True)
     assert _account(app, member)[0] == "reader@example.org"
     assert _account(app, member)[1] == MembershipStatus.ACTIVE.value
+
+
+def test_a_stolen_session_alone_cannot_confirm_the_change(app):
+    """The link and the session are not enough: the current password is asked too, so a stolen
+    cookie (plus an email typed into the Portal) cannot move the sign-in address."""
+    member = _member(app)
+    _portal_change(app, "attacker@evil.example")
+    path = _link_in_mail(app, "attacker@evil.example")
+    client = app.test_client()
+    login(client, "reader@example.org", PASSWORD)
+    refused = _confirm(client, path, password="not the password")
+    assert refused.status_code == 422 and "That is not your current password." in refused.get_data(as_text=True)
+    assert _account(app, member)[0] == "reader@example.org"
+    assert _confirm(client, path).status_code == 303  # the owner, with their password, can
+
+
+def test_confirming_signs_out_every_other_device(app):
+    member = _member(app)
+    other = app.test_client()
+    login(other, "reader@example.org", PASSWORD)
+    _portal_change(app, "moved@example.org")
+    path = _link_in_mail(app, "moved@example.org")
+    client = app.test_client()
+    login(client, "reader@example.org", PASSWORD)
+    assert _confirm(client, path).status_code == 303
+    assert other.get("/account").status_code == 302
+    assert client.get("/account").status_code == 200
+    assert _account(app, member)[0] == "moved@example.org"
+
+
+def test_a_link_dies_when_the_billing_email_moves_back(app):
+    member = _member(app)
+    _portal_change(app, "typo@elsewhere.example", created=1_700_000_000)
+    path = _link_in_mail(app, "typo@elsewhere.example")
+    _portal_change(app, "reader@example.org", created=1_700_000_100)  # fixed in the Portal
+    client = app.test_client()
+    login(client, "reader@example.org", PASSWORD)
+    assert _confirm(client, path).status_code == 400
+    assert _account(app, member)[0] == "reader@example.org"
+
+
+def test_the_confirmation_mail_does_not_reveal_the_sign_in_email(app):
+    _member(app)
+    _portal_change(app, "someone@elsewhere.example")
+    mail = [m for m in app.extensions["mail_outbox"] if m["To"] == "someone@elsewhere.example"][-1]
+    assert "reader@example.org" not in mail.get_content()

@@ -48,8 +48,10 @@ def checkout_ok(stripe_api):
 
 def test_join_page_shows_form_with_dawns_checked_and_price(client):
     html = client.get("/join").get_data(as_text=True)
-    for label in ("Full name", "Email", "Password", "Join for $5/month"):
+    for label in ("Full name", "Email", "Password", "Member: $5 a month", "Give more", ">Join</button>"):
         assert label in html
+    # The $5/month level (seeded from STRIPE_PRICE_ID) is checked by default.
+    assert 'checked id="level-0" name="level" type="radio" value="1"' in html
     assert 'name="newsletter" type="checkbox" value="y"' in html and "checked" in html
     assert "DAWNS Digest" in html and "free" in html
 
@@ -87,6 +89,9 @@ def test_checkout_session_request_carries_the_right_parameters(app, client, chec
 def test_existing_customer_is_reused_on_a_new_checkout(app, client, checkout_ok):
     post_form(client, "/join", GOOD)
     acc = account(app, "amina@example.org")
+    # The first Checkout was left open (the reader went back): Stripe still says so.
+    checkout_ok.on("GET", f"{CHECKOUT_PATH}/cs_test_abc", Reply(200, checkout_session(
+        id="cs_test_abc", member_id=acc.id, email=acc.email, customer=None, status="open", payment_status="unpaid")))
     with app.app_context():
         s = get_session()
         s.add(StripeCustomer(stripe_id="cus_EXISTING", account_id=acc.id, email=acc.email))

@@ -84,3 +84,55 @@ def test_a_role_change_ends_the_staff_members_sessions(app):
     with app.app_context():
         rows = get_session().scalars(select(LoginSession).where(LoginSession.account_id == editor)).all()
         assert rows and all(r.ended_at is not None for r in rows)
+
+
+def test_staff_cannot_act_on_staff_accounts_from_the_member_pages(app):
+    """An admin promoted from a reader still has a membership row: it is still not a member."""
+    from service.models import Account
+
+    admin = make_account(app, email="boss@example.org", role=Role.ADMIN)
+    with app.app_context():  # a membership row left from before a promotion
+        from service.models import Membership
+
+        get_session().add(Membership(account_id=admin))
+        get_session().commit()
+    boss = app.test_client()
+    login(boss, "boss@example.org", PASSWORD)
+    staff = client_as(app, "staff")
+    for action, data in (("sessions/end", {"confirm": "y"}), ("send-reset", {"confirm": "y"}),
+                         ("comp", {"comp-reason": "x", "comp-confirm": "y"})):
+        post_form(staff, f"/staff/members/{admin}/{action}", data, form_path="/staff")
+    assert boss.get("/staff").status_code == 200
+    with app.app_context():
+        assert get_session().get(Account, admin).membership.comped_at is None
+
+
+def test_signing_in_as_someone_else_ends_the_previous_session_on_this_browser(app):
+    make_account(app)
+    make_account(app, email="other@example.org")
+    browser = app.test_client()
+    login(browser, "reader@example.org", PASSWORD)
+    first = browser.get_cookie("session").value
+    login(browser, "other@example.org", PASSWORD)
+    replay = app.test_client()
+    replay.set_cookie("session", first)
+    assert replay.get("/account").status_code == 302
+
+
+def test_joining_while_signed_in_never_makes_a_second_account(app):
+    make_account(app)
+    browser = app.test_client()
+    login(browser, "reader@example.org", PASSWORD)
+    resp = browser.get("/join")
+    assert resp.status_code == 303 and resp.headers["Location"] == "/account/checkout"
+    token = browser.get("/logout").get_data(as_text=True)
+    from ..support.web import csrf_from
+
+    posted = browser.post("/join", data={"csrf_token": csrf_from(token), "name": "Second", "email": "second@example.org",
+                                         "password": "another long password"})
+    assert posted.status_code == 303
+    with app.app_context():
+        from service.accounts.services import find_by_email
+
+        assert find_by_email("second@example.org") is None
+    assert "reader@example.org" in browser.get("/account").get_data(as_text=True)

@@ -72,7 +72,7 @@ def test_only_admins_manage_staff_and_tokens(app, caller, expected, path, data):
     from ..support.web import csrf_from
 
     client = client_as(app, caller)
-    token = csrf_from(client.get("/join").get_data(as_text=True))
+    token = csrf_from(client.get("/logout").get_data(as_text=True))
     resp = client.post(path, data={**data, "csrf_token": token})
     assert resp.status_code in ((303, 200) if expected == 200 else (expected,))
 
@@ -84,7 +84,7 @@ def test_members_and_strangers_cannot_act_on_members(app, caller, action):
 
     member = make_account(app, email="subject@example.org")
     client = client_as(app, caller)
-    token = csrf_from(client.get("/join").get_data(as_text=True))
+    token = csrf_from(client.get("/logout").get_data(as_text=True))
     resp = client.post(f"/staff/members/{member}/{action}", data={"csrf_token": token, "confirm": "y",
                                                                   "comp-reason": "x", "comp-confirm": "y"})
     assert resp.status_code == (302 if caller == "anonymous" else 403)

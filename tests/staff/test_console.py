@@ -172,7 +172,8 @@ def test_csv_export_streams_the_filtered_list_with_a_header(app, seeded):
     rows = list(csv.reader(io.StringIO(resp.get_data(as_text=True))))
     resp.close()  # as a WSGI server does: ends the streamed request and its transaction
     assert rows[0] == ["id", "email", "name", "status", "entitled", "paid_through", "cancel_at_period_end",
-                       "stripe_customer_id", "newsletter_status", "created_at"]
+                       "level", "level_amount", "level_currency", "level_interval", "stripe_customer_id",
+                       "newsletter_status", "created_at"]
     assert [r[1] for r in rows[1:]] == ["amina.yusuf@example.org", "amir.khan@example.org", "dana.lee@example.org"]
 
 

@@ -10,12 +10,16 @@ PASSWORD = "a long test password"
 
 def make_account(app, email="reader@example.org", name="Reader One", role=Role.MEMBER,
                  status=MembershipStatus.PENDING, password=PASSWORD, newsletter=True, created_at=None,
-                 customer: str | None = None) -> int:
-    from service.members.services import hash_password
+                 customer: str | None = None, verified: bool = False) -> int:
+    from service.accounts.services import hash_password
 
     with app.app_context():
         s = get_session()
         acc = Account(email=email.lower(), name=name, password_hash=hash_password(password), role=role)
+        if verified:  # as after a reset or confirmation link was used
+            from service.db import utcnow
+
+            acc.email_verified_at = utcnow()
         if created_at is not None:
             acc.created_at = created_at
         if role == Role.MEMBER:
@@ -41,7 +45,7 @@ def link_customer(app, account_id: int, customer_id: str) -> None:
 def our_checkout(app, account_id: int, **fields) -> dict:
     """A completed Checkout Session as Stripe sends it, recorded as one this service created for
     the account (what POST /join does before redirecting to Stripe)."""
-    from service.billing.lifecycle import record_checkout_session
+    from service.billing.checkout import record_checkout_session
 
     from .stripe_objects import checkout_session
 

@@ -1,7 +1,7 @@
 """localstripe (a third-party fake Stripe server) as a real separate process for tests."""
 from __future__ import annotations
 
-from service.devserver import provision_localstripe, start_localstripe
+from service.demo.localstripe import provision_localstripe, start_localstripe
 
 
 class LocalStripe:

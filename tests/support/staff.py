@@ -23,7 +23,7 @@ READ_ALL = ("entitlements:read", "members:read")
 
 
 def api_token(app, name="website", revoked=False, scopes=READ_ALL) -> str:
-    from service.api.tokens import create_token, revoke_token
+    from service.accounts.api_tokens import create_token, revoke_token
 
     with app.app_context():
         token = create_token(name, scopes)

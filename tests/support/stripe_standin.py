@@ -98,6 +98,11 @@ class StripeStandIn:
             self.requests.clear()
             self.routes.clear()
 
+    def serve_membership_price(self, price_id: str = "price_test_monthly", amount: int = 500,
+                               interval: str = "month", product: str = "prod_test_membership") -> None:
+        """STRIPE_PRICE_ID of the test configuration, as https://docs.stripe.com/api/prices/object shapes it."""
+        self.on("GET", f"/v1/prices/{price_id}", Reply(200, price(price_id, amount, interval, product)))
+
     def on(self, method: str, path: str, responder: Responder | Reply | dict) -> None:
         if isinstance(responder, dict):
             responder = Reply(body=responder)
@@ -139,3 +144,9 @@ class SubscriptionTruth:
         sub_id = rec.path.rsplit("/", 1)[1]
         sub, as_of = self.current[sub_id]
         return Reply(200, sub, date=as_of)
+
+
+def price(price_id: str, amount: int, interval: str, product: str = "prod_test_membership") -> dict[str, Any]:
+    return {"id": price_id, "object": "price", "active": True, "currency": "usd", "product": product,
+            "unit_amount": amount, "type": "recurring", "livemode": False,
+            "recurring": {"interval": interval, "interval_count": 1, "usage_type": "licensed"}}

@@ -1,104 +1,23 @@
-"""API tokens: shown once, stored as SHA-256, compared in constant time, scoped, revocable.
-
-Judging a token (unknown, revoked, scope) is `auth.py`'s job; this module creates, lists and
-revokes them, and holds the paywall's combined token-and-membership read.
-"""
+"""The paywall's one statement: the bearer token's row and the member's membership, read
+together on an autocommit connection, straight on the driver (see fastpath.py)."""
 from __future__ import annotations
 
-import re
-import secrets
 import threading
-import time
-from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import bindparam, select, true, update
+from sqlalchemy import bindparam, select, true
 from sqlalchemy.exc import DBAPIError
 
-from ..db import get_session, utcnow
+from ..accounts import api_tokens
 from ..domain.membership import MembershipStatus
-from ..models import Account, ApiToken, AuditLog, Membership
+from ..models import Account, ApiToken, Membership
 from . import auth
-
-NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-NAME_RULE = "letters, digits, dot, underscore and hyphen; 1 to 64 characters"
-
-
-class TokenExists(Exception):
-    pass
-
-
-class TokenInvalid(ValueError):
-    """A name or scope that is not allowed; the message says which rule."""
-
-
-def check_name(name: str) -> str:
-    if not NAME_RE.match(name or ""):
-        raise TokenInvalid(f"A token name uses {NAME_RULE}.")
-    return name
-
-
-def check_scopes(scopes: Iterable[str]) -> tuple[str, ...]:
-    chosen = tuple(dict.fromkeys(scopes))  # keep the order given, drop repeats
-    unknown = [s for s in chosen if s not in auth.SCOPES]
-    if unknown:
-        raise TokenInvalid(f"Unknown scope {unknown[0]!r}; the scopes are {', '.join(auth.SCOPES)}.")
-    if not chosen:
-        raise TokenInvalid("Give a token at least one scope.")
-    return chosen
-
-
-def create_token(name: str, scopes: Iterable[str] = auth.DEFAULT_SCOPES, actor: str = "cli",
-                 actor_id: int | None = None) -> str:
-    check_name(name)
-    chosen = check_scopes(scopes)
-    session = get_session()
-    if session.scalar(select(ApiToken.id).where(ApiToken.name == name)) is not None:
-        raise TokenExists(name)
-    token = auth.PREFIX + secrets.token_urlsafe(32)
-    session.add(ApiToken(name=name, token_hash=auth.hash_token(token), scopes=" ".join(chosen)))
-    session.add(AuditLog(actor_id=actor_id, actor_email=actor, action="token_create",
-                         details={"name": name, "scopes": list(chosen)}))
-    session.commit()
-    return token
-
-
-def revoke_token(name: str | None = None, *, token_id: int | None = None, actor: str = "cli",
-                 actor_id: int | None = None) -> ApiToken | None:
-    """Revoke a live token by name (CLI) or by id (the admin page, which can reach any name)."""
-    session = get_session()
-    stmt = select(ApiToken).where(ApiToken.revoked_at.is_(None))
-    stmt = stmt.where(ApiToken.id == token_id) if token_id is not None else stmt.where(ApiToken.name == name)
-    row = session.scalars(stmt).first()
-    if row is None:
-        return None
-    row.revoked_at = utcnow()
-    session.add(AuditLog(actor_id=actor_id, actor_email=actor, action="token_revoke",
-                         details={"name": row.name, "id": row.id}))
-    session.commit()
-    return row
-
-
-def list_tokens() -> list[ApiToken]:
-    return list(get_session().scalars(select(ApiToken).order_by(ApiToken.created_at.desc())))
-
-
-_last_recorded: dict[int, float] = {}
-
-
-def note_use(token_id: int, engine) -> None:
-    """Record last use at most every five minutes per process: the hot path rarely writes."""
-    now = time.monotonic()
-    if now - _last_recorded.get(token_id, -1e9) < 300:
-        return
-    _last_recorded[token_id] = now
-    with engine.begin() as conn:
-        conn.execute(update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=utcnow()))
 
 
 def _member_statement(by_id: bool):
-    member = select(Membership.status, Membership.paid_through).join(Account, Account.id == Membership.account_id)
+    member = (select(Membership.status, Membership.paid_through, Membership.level_name)
+              .join(Account, Account.id == Membership.account_id))
     return member.where(Account.id == bindparam("member_id") if by_id else Account.email == bindparam("email"))
 
 
@@ -106,7 +25,7 @@ def _lookup_statement(by_id: bool):
     """The token's row joined with the member's membership (bound parameters, built once)."""
     member = _member_statement(by_id).subquery()
     return (select(ApiToken.id, ApiToken.token_hash, ApiToken.revoked_at, ApiToken.scopes,
-                   member.c.status, member.c.paid_through)
+                   member.c.status, member.c.paid_through, member.c.level_name)
             .outerjoin(member, true())
             .where(ApiToken.token_hash == bindparam("digest")))
 
@@ -121,7 +40,7 @@ def entitlement_lookup(engines: tuple, digest: str, *, email: str | None, member
                        cache_seconds: float = 0.0):
     """The paywall's one statement: the token's row and the member's membership together (or
     the membership alone while the token is known to be live). Returns (verdict, member), where
-    member is (status, paid_through), or None when no such member."""
+    member is (status, paid_through, level name), or None when no such member."""
     engine, write_engine = engines
     caller = auth.live_tokens.get(digest, cache_seconds)
     if member_id is not None:
@@ -139,11 +58,11 @@ def entitlement_lookup(engines: tuple, digest: str, *, email: str | None, member
         verdict = auth.judge(digest, *token_row, scope=auth.ENTITLEMENTS_READ)
         auth.live_tokens.remember(digest, verdict, cache_seconds)
     if isinstance(verdict, auth.Caller):
-        note_use(verdict.token_id, write_engine)
+        api_tokens.note_use(verdict.token_id, write_engine)
     if member is None or member[0] is None:
         return verdict, None
-    status, paid_through = member
-    return verdict, (MembershipStatus(status), _as_utc(paid_through))
+    status, paid_through, level = member
+    return verdict, (MembershipStatus(status), _as_utc(paid_through), level)
 
 
 _thread = threading.local()

@@ -1,4 +1,4 @@
-"""Account service functions: they own the session and the commit."""
+"""Account service functions (readers and staff): they own the session and the commit."""
 from __future__ import annotations
 
 import hashlib
@@ -14,16 +14,14 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from ..billing.gateway import BillingError, CheckoutRequest
-from ..billing.lifecycle import fulfil_checkout_session, record_checkout_session
-from ..billing.runtime import get_gateway
-from ..billing.services import current_customer_id
 from ..db import get_session, utcnow
-from ..domain.membership import MembershipStatus, Role, is_entitled
+from ..domain.membership import MembershipStatus, Role
 from ..mail import MailError, send_mail
-from ..models import Account, AuditLog, CheckoutSession, LoginSession, Membership, session_fingerprint
+from ..models import Account, AuditLog, LoginSession, Membership, session_fingerprint
 
-log = logging.getLogger("service.members")
+log = logging.getLogger("service.accounts")
+
+MIN_PASSWORD = 10
 
 # A real hash to compare against when the email is unknown, so that a login for an unknown
 # email costs the same time as one for a known email (no enumeration by timing).
@@ -80,63 +78,6 @@ def notify_existing_account(account: Account) -> None:
         pass
 
 
-def start_checkout(account: Account) -> str:
-    """Create a Stripe Checkout Session for the member, record it as ours, return its URL.
-
-    Raises BillingError (the account stays pending)."""
-    base = current_app.config["PUBLIC_BASE_URL"]
-    req = CheckoutRequest(
-        member_id=account.id,
-        email=account.email,
-        customer_id=current_customer_id(account),
-        # {CHECKOUT_SESSION_ID} is filled in by Stripe: https://docs.stripe.com/payments/checkout/custom-success-page
-        success_url=f"{base}/join/success?session_id={{CHECKOUT_SESSION_ID}}",
-        cancel_url=f"{base}/join/cancelled",
-    )
-    checkout = get_gateway().create_checkout_session(req)
-    url = checkout.get("url")
-    if not url or not checkout.get("id"):
-        raise BillingError("We could not start the payment. Please try again later.")
-    session = get_session()
-    record_checkout_session(session, checkout, account)
-    session.commit()
-    return url
-
-
-@dataclass
-class SuccessView:
-    state: str  # "confirmed" | "processing" | "unknown" | "neutral"
-    status: MembershipStatus | None
-
-
-NEUTRAL = SuccessView("neutral", None)
-
-
-def confirm_checkout(account: Account | None, session_id: str) -> SuccessView:
-    """The success page: only a session this service created for the signed-in account is read
-    from Stripe and fulfilled (through the webhook's path); anyone else sees a neutral page."""
-    session = get_session()
-    if account is None:
-        return NEUTRAL
-    ours = session.scalar(select(CheckoutSession.id).where(
-        CheckoutSession.stripe_id == session_id, CheckoutSession.ours.is_(True),
-        CheckoutSession.account_id == account.id))
-    if ours is None:
-        return NEUTRAL
-    gateway = get_gateway()
-    checkout = gateway.retrieve_checkout_session(session_id)
-    if checkout.get("mode") not in (None, "subscription") or checkout.get("id") != session_id:
-        return SuccessView("unknown", None)
-    fulfilled = fulfil_checkout_session(session, gateway, checkout, for_account=account)
-    session.commit()
-    if fulfilled is None:
-        return NEUTRAL
-    status = fulfilled.membership.status if fulfilled.membership else MembershipStatus.PENDING
-    if is_entitled(status):
-        return SuccessView("confirmed", status)
-    return SuccessView("unknown" if checkout.get("status") == "expired" else "processing", status)
-
-
 def authenticate(email: str, password: str) -> Account | None:
     global _DUMMY_HASH
     account = find_by_email(email)
@@ -162,6 +103,10 @@ def _session_hash(token: str) -> str:
 
 def sign_in(account: Account) -> None:
     session = get_session()
+    previous = flask_session.get(SESSION_KEY)
+    if isinstance(previous, str):  # whoever was signed in on this browser before is signed out
+        session.execute(update(LoginSession).where(LoginSession.token_hash == _session_hash(previous),
+                                                   LoginSession.ended_at.is_(None)).values(ended_at=utcnow()))
     token = secrets.token_urlsafe(32)
     session.add(LoginSession(token_hash=_session_hash(token), account_id=account.id))
     account.last_login_at = utcnow()
@@ -189,11 +134,14 @@ def sign_out() -> None:
     logout_user()
 
 
-def end_sessions(account: Account) -> int:
-    """End every session of the account (the caller commits). Returns how many were live."""
-    result = get_session().execute(update(LoginSession).where(
-        LoginSession.account_id == account.id, LoginSession.ended_at.is_(None)).values(ended_at=utcnow()))
-    return result.rowcount or 0
+def end_sessions(account: Account, *, keep_current: bool = False) -> int:
+    """End every session of the account, or every other one (the caller commits). Returns how
+    many were live."""
+    stmt = update(LoginSession).where(LoginSession.account_id == account.id, LoginSession.ended_at.is_(None))
+    current = flask_session.get(SESSION_KEY) if keep_current else None
+    if isinstance(current, str):
+        stmt = stmt.where(LoginSession.token_hash != _session_hash(current))
+    return get_session().execute(stmt.values(ended_at=utcnow())).rowcount or 0
 
 
 def sign_out_everywhere(account: Account) -> int:
@@ -261,6 +209,7 @@ def reset_password(token: str, new_password: str) -> Account | None:
         return None
     session = get_session()
     account.password_hash = hash_password(new_password)
+    account.email_verified_at = account.email_verified_at or utcnow()  # the link reached this address
     end_sessions(account)  # the fingerprint ends them too; this also shows it on the server
     session.add(AuditLog(actor_id=account.id, actor_email=account.email, action="password_reset",
                          target_account_id=account.id, details={}))

@@ -5,11 +5,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, func, or_, select
+from datetime import datetime, timedelta
+
+from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select
 from sqlalchemy.orm import Session
 
-from ..domain.membership import ENTITLED_STATUSES, MembershipStatus, Role
+from ..db import utcnow
+from ..domain.membership import ENTITLEMENT, MembershipStatus, Role, Until, entitled
 from ..models import Account, Membership, StripeCustomer
+from .service import grace
 
 MAX_PER_PAGE = 100
 
@@ -20,7 +24,23 @@ class MemberFilter:
     email: str = ""
     status: MembershipStatus | None = None
     entitled: bool | None = None
+    paying_twice: bool = False
     sort: str = "newest"  # newest | oldest (join date)
+
+
+def entitled_clause(now: datetime, grace_period: timedelta) -> ColumnElement[bool]:
+    """`domain.membership.entitled` as SQL, built from the same table (ENTITLEMENT)."""
+    clauses = []
+    for status, until in ENTITLEMENT.items():
+        is_status = Membership.status == status
+        if until is Until.ALWAYS:
+            clauses.append(is_status)
+        elif until is Until.PAID_THROUGH:
+            clauses.append(and_(is_status, or_(Membership.paid_through.is_(None), Membership.paid_through > now)))
+        elif until is Until.PAID_THROUGH_AND_GRACE:
+            clauses.append(and_(is_status, or_(Membership.paid_through.is_(None),
+                                               Membership.paid_through > now - grace_period)))
+    return or_(*clauses) if clauses else false()
 
 
 def _customer_id_subquery():
@@ -49,8 +69,10 @@ def _base(f: MemberFilter) -> Select:
     if f.status is not None:
         stmt = stmt.where(Membership.status == f.status)
     if f.entitled is not None:
-        cond = Membership.status.in_(list(ENTITLED_STATUSES))
+        cond = entitled_clause(utcnow(), grace())
         stmt = stmt.where(cond if f.entitled else ~cond)
+    if f.paying_twice:
+        stmt = stmt.where(Membership.paying_twice.is_(True))
     return stmt
 
 
@@ -86,12 +108,16 @@ def get_member(session: Session, member_id: int) -> dict[str, Any] | None:
 
 
 def member_dict(account: Account, membership: Membership, customer_id: str | None) -> dict[str, Any]:
+    level = membership.level
     return {
         "id": account.id,
         "email": account.email,
         "name": account.name,
         "status": membership.status.value,
-        "entitled": membership.entitled,
+        "entitled": entitled(membership.status, membership.paid_through, utcnow(), grace()),
+        "level": {"name": level.name, "amount": level.amount, "currency": level.currency,
+                  "interval": level.interval.value} if level else None,
+        "paying_twice": membership.paying_twice,
         "paid_through": membership.paid_through,
         "cancel_at_period_end": membership.cancel_at_period_end,
         "stripe_customer_id": customer_id,

@@ -11,8 +11,12 @@ from flask_wtf import FlaskForm
 from wtforms import StringField, SubmitField
 from wtforms.validators import DataRequired, Length, Regexp
 
-from .gateway import BillingError, DemoCardDeclined, demo_cancel, demo_subscribe
-from .runtime import get_gateway
+from ..billing.gateway import BillingError
+from ..billing.lifecycle import sync_subscription
+from ..db import get_session
+from ..billing.runtime import get_gateway
+from ..domain.money import format_amount
+from .gateway import DemoCardDeclined, DemoGateway
 
 bp = Blueprint("demo", __name__, url_prefix="/demo")
 
@@ -29,7 +33,6 @@ class DemoCardForm(FlaskForm):
         validators=[DataRequired("Enter the expiry."), Regexp(r"^(0[1-9]|1[0-2])/[0-9]{2}$", message="Use MM/YY.")],
     )
     cvc = StringField("CVC", default="123", validators=[DataRequired("Enter the CVC."), Length(min=3, max=4)])
-    submit = SubmitField("Pay $5.00 (demo)")
 
 
 class DemoCancelForm(FlaskForm):
@@ -37,13 +40,28 @@ class DemoCancelForm(FlaskForm):
     submit_now = SubmitField("Cancel now")
 
 
+def _demo_gateway() -> DemoGateway:
+    gateway = get_gateway()
+    assert isinstance(gateway, DemoGateway)  # this blueprint is registered only with the twin
+    return gateway
+
+
+def _price_words(data) -> str:
+    plan = data.get("plan")
+    if not plan:
+        return ""
+    each = format_amount(plan["unit_amount"] * data["quantity"], plan["currency"])
+    return f"{each} per {plan['recurring']['interval']}"
+
+
 @bp.route("/checkout/<session_id>", methods=["GET", "POST"])
 def checkout(session_id: str):
-    gateway = get_gateway()
+    gateway = _demo_gateway()
     try:
         data = gateway.demo_session(session_id)
     except BillingError:
         abort(404)
+    data["price_words"] = _price_words(data)
     form = DemoCardForm()
     error = None
     if form.validate_on_submit():
@@ -55,7 +73,7 @@ def checkout(session_id: str):
             "cvc": form.cvc.data,
         }
         try:
-            demo_subscribe(gateway, session_id, card)
+            gateway.pay(session_id, card)
         except DemoCardDeclined as exc:
             return render_template("billing/demo_checkout.html", form=form, data=data, error=exc.message,
                                    action=url_for("demo.checkout", session_id=session_id)), 402
@@ -70,7 +88,7 @@ def checkout(session_id: str):
 
 @bp.route("/portal/<token>", methods=["GET", "POST"])
 def portal(token: str):
-    gateway = get_gateway()
+    gateway = _demo_gateway()
     try:
         data = gateway.decode_portal(token)
     except BillingError:
@@ -82,7 +100,12 @@ def portal(token: str):
         live = [s for s in subs if s["status"] not in ("canceled", "incomplete_expired")]
         try:
             for sub in live:
-                demo_cancel(gateway, sub["id"], at_period_end=bool(form.submit_end.data))
+                gateway.cancel_subscription(sub["id"], at_period_end=bool(form.submit_end.data))
+                # localstripe sends no customer.subscription.updated for cancel_at_period_end, which
+                # Stripe would: read the subscription back through the real path (as reconcile does).
+                session = get_session()
+                sync_subscription(session, gateway, sub["id"], data["customer"])
+                session.commit()
         except BillingError as exc:
             error = exc.message
         else:

@@ -1,0 +1,238 @@
+"""Checkout: starting one (never a second while the member pays), confirming it on the success
+page, the Customer Portal hand-off, and changing level.
+
+`fulfil_checkout_session` is the one idempotent path that the success page and the
+`checkout.session.completed` webhook share (https://docs.stripe.com/checkout/fulfillment).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..db import get_session, utcnow
+from ..domain.membership import PAYING, Interval, MembershipStatus, Role
+from ..membership import catalogue
+from ..membership.service import is_entitled, price_of_item, recompute
+from ..models import Account, CheckoutSession, Level, StripeCustomer, StripeSubscription
+from .gateway import BillingError, BillingGateway, CheckoutRequest, LineItem
+from .lifecycle import _get_or_create, link_customer, sync_subscription
+from .runtime import get_gateway
+from .snapshots import id_of
+
+log = logging.getLogger("service.billing")
+
+RECENT = timedelta(hours=24)
+HELD = frozenset({*PAYING, MembershipStatus.PAUSED, MembershipStatus.LAPSED})
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A level of the catalogue, or "give more": a whole amount per interval."""
+
+    level_id: int | None = None
+    amount: int | None = None  # cents
+    interval: Interval | None = None
+
+
+class AlreadyMember(BillingError):
+    """A second Checkout would charge twice."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=False)
+
+
+def current_customer_id(account: Account) -> str | None:
+    """The member's newest Stripe customer that still exists (reused by Checkout and the Portal)."""
+    return get_session().scalar(
+        select(StripeCustomer.stripe_id)
+        .where(StripeCustomer.account_id == account.id, StripeCustomer.deleted.is_(False))
+        .order_by(StripeCustomer.id.desc())
+        .limit(1)
+    )
+
+
+def line_for(session: Session, choice: Choice, quantity: int = 1) -> LineItem:
+    if choice.level_id is not None:
+        level = session.get(Level, choice.level_id)
+        if level is None or level.archived:
+            raise BillingError("That level is not offered.", retryable=False)
+        return LineItem(price_id=level.stripe_price_id, quantity=quantity)
+    product = catalogue.membership_product_id(session)
+    if not product or not choice.amount or choice.interval is None:
+        raise BillingError("We could not start the payment. Please try again later.",
+                           detail="no membership product for a custom amount")
+    return LineItem(amount=choice.amount, currency="usd", interval=choice.interval.value, product_id=product,
+                    quantity=quantity)
+
+
+def record_checkout_session(session: Session, checkout: dict[str, Any], account: Account,
+                            purpose: str = "membership") -> CheckoutSession:
+    """Remember a Checkout Session this service created, and for whom: the only kind that may
+    link a customer to an account."""
+    row = CheckoutSession(stripe_id=checkout["id"], ours=True, account_id=account.id, purpose=purpose,
+                          status=checkout.get("status") or "open", email=account.email)
+    session.add(row)
+    return row
+
+
+def fulfil_checkout_session(session: Session, gateway: BillingGateway, checkout: dict[str, Any],
+                            for_account: Account | None = None) -> Account | None:
+    """Link the customer and apply the subscription of a Checkout Session this service created.
+
+    The success page and the `checkout.session.completed` webhook both call this; running it
+    twice, or both at once, ends in the same rows. A session we did not create (a Payment
+    Link, a pricing table, a buy button: their client_reference_id is whatever the payer's URL
+    said) is stored for staff and links nothing. With `for_account` (the success page), only a
+    session created for that account is fulfilled.
+    """
+    customer_id = id_of(checkout.get("customer"))
+    subscription_id = id_of(checkout.get("subscription"))
+    record = _get_or_create(session, CheckoutSession, {"stripe_id": checkout["id"]}, {
+        "ours": False,
+        "claimed_reference": str(checkout.get("client_reference_id") or "")[:255] or None,
+        "email": ((checkout.get("customer_details") or {}).get("email") or checkout.get("customer_email") or "")[:320]
+        or None,
+    })
+    record.customer_stripe_id = customer_id or record.customer_stripe_id
+    record.subscription_stripe_id = subscription_id or record.subscription_stripe_id
+    if checkout.get("status"):
+        record.status = checkout["status"]
+    if record.status == "complete" and record.completed_at is None:
+        record.completed_at = utcnow()
+    account = session.get(Account, record.account_id) if record.ours and record.account_id else None
+    if account is None or account.role != Role.MEMBER:
+        if customer_id:
+            link_customer(session, customer_id, None)  # known, linked to no one
+        return None
+    if for_account is not None and for_account.id != account.id:
+        return None
+    if subscription_id:
+        sync_subscription(session, gateway, subscription_id, customer_id, account)
+    if customer_id:
+        link_customer(session, customer_id, account)
+    recompute(session, account)
+    return account
+
+
+def _refuse_a_second_checkout(session: Session, gateway: BillingGateway, account: Account) -> None:
+    """No paying twice (SPEC "Levels"): not while a subscription is being paid for or is on
+    hold, and not while a Checkout of ours completed but its webhook has not arrived yet."""
+    membership = account.membership
+    if membership is not None and membership.status in HELD:
+        # The subscription still exists (paid, retried, paused or unpaid): a second one would
+        # charge twice. Those are settled in "Manage billing".
+        raise AlreadyMember('You already have a membership subscription: use "Manage billing" to update it.')
+    recent = session.scalars(select(CheckoutSession).where(
+        CheckoutSession.account_id == account.id, CheckoutSession.ours.is_(True), CheckoutSession.status == "open",
+        CheckoutSession.created_at > utcnow() - RECENT)).all()
+    for record in recent:
+        try:
+            checkout = gateway.retrieve_checkout_session(record.stripe_id)
+        except BillingError as exc:
+            if exc.retryable:
+                raise
+            continue  # Stripe no longer knows it: it completed nothing
+        if checkout.get("status") != "complete":
+            continue
+        fulfil_checkout_session(session, gateway, checkout, for_account=account)
+        session.commit()
+        raise AlreadyMember("Your payment went through and is being confirmed: there is no need to pay again.")
+
+
+def start_checkout(account: Account, choice: Choice) -> str:
+    """Create a Stripe Checkout Session for the member, record it as ours, return its URL.
+
+    Raises BillingError (AlreadyMember when a second one would charge twice)."""
+    if account.role != Role.MEMBER:
+        raise AlreadyMember("Staff accounts do not hold memberships.")
+    session = get_session()
+    gateway = get_gateway()
+    catalogue.ensure(session, gateway)
+    _refuse_a_second_checkout(session, gateway, account)
+    base = current_app.config["PUBLIC_BASE_URL"]
+    req = CheckoutRequest(
+        member_id=account.id,
+        email=account.email,
+        customer_id=current_customer_id(account),
+        line=line_for(session, choice),
+        # {CHECKOUT_SESSION_ID} is filled in by Stripe: https://docs.stripe.com/payments/checkout/custom-success-page
+        success_url=f"{base}/join/success?session_id={{CHECKOUT_SESSION_ID}}",
+        cancel_url=f"{base}/join/cancelled",
+    )
+    checkout = gateway.create_checkout_session(req)
+    url = checkout.get("url")
+    if not url or not checkout.get("id"):
+        raise BillingError("We could not start the payment. Please try again later.")
+    record_checkout_session(session, checkout, account)
+    session.commit()
+    return url
+
+
+@dataclass
+class SuccessView:
+    state: str  # "confirmed" | "processing" | "unknown" | "neutral"
+    status: MembershipStatus | None
+
+
+NEUTRAL = SuccessView("neutral", None)
+
+
+def confirm_checkout(account: Account | None, session_id: str) -> SuccessView:
+    """The success page: only a session this service created for the signed-in account is read
+    from Stripe and fulfilled (through the webhook's path); anyone else sees a neutral page."""
+    session = get_session()
+    if account is None:
+        return NEUTRAL
+    ours = session.scalar(select(CheckoutSession.id).where(
+        CheckoutSession.stripe_id == session_id, CheckoutSession.ours.is_(True),
+        CheckoutSession.account_id == account.id))
+    if ours is None:
+        return NEUTRAL
+    gateway = get_gateway()
+    checkout = gateway.retrieve_checkout_session(session_id)
+    if checkout.get("mode") not in (None, "subscription") or checkout.get("id") != session_id:
+        return SuccessView("unknown", None)
+    fulfilled = fulfil_checkout_session(session, gateway, checkout, for_account=account)
+    session.commit()
+    if fulfilled is None:
+        return NEUTRAL
+    membership = fulfilled.membership
+    status = membership.status if membership else MembershipStatus.PENDING
+    if is_entitled(membership):
+        return SuccessView("confirmed", status)
+    # "processing" only for a completed Checkout whose payment Stripe is still confirming (a
+    # bank debit, say); an open or expired one was never paid.
+    return SuccessView("processing" if checkout.get("status") == "complete" else "unknown", status)
+
+
+def portal_url(account: Account, return_url: str) -> str | None:
+    customer_id = current_customer_id(account)
+    if customer_id is None:
+        return None
+    return get_gateway().create_portal_session(customer_id, return_url)["url"]
+
+
+def change_level(account: Account, choice: Choice) -> None:
+    """Swap the paying subscription's membership price (prorated). The membership follows when
+    Stripe's `customer.subscription.updated` confirms it, like every other change."""
+    session = get_session()
+    membership = account.membership
+    if membership is None or membership.status not in PAYING or not membership.stripe_subscription_id:
+        raise BillingError("There is no membership subscription to change: join first.", retryable=False)
+    row = session.scalars(select(StripeSubscription).where(
+        StripeSubscription.stripe_id == membership.stripe_subscription_id)).first()
+    counted = catalogue.current(session)
+    item = next((i for i in (row.items if row else []) if counted.counts(price_of_item(i))), None)
+    if row is None or item is None or not item.get("id"):
+        raise BillingError("We could not find your subscription's membership item. Please contact us.",
+                           retryable=False)
+    line = line_for(session, choice, quantity=item.get("quantity") or 1)
+    if line.price_id is not None and line.price_id == item.get("price"):
+        raise BillingError("That is already your level.", retryable=False)
+    get_gateway().update_subscription_price(row.stripe_id, item["id"], line)

@@ -1,0 +1,162 @@
+"""The embedded default's twin of the billing gateway, for localstripe.
+
+localstripe (a fake Stripe server) speaks an API from before Prices and has no Checkout and no
+Customer Portal. So this twin keeps the `BillingGateway` Protocol and:
+- turns Checkout and the Portal into labelled demo pages of this service;
+- reads and makes Prices as Plans (a "give more" amount becomes a Plan of the membership
+  product);
+- leaves everything else to the real client against localstripe.
+
+A demo checkout session id is signed and short: it names the localstripe customer and a
+nonce; what Checkout would hold (the member, the line, the return URLs) is kept on that
+customer's metadata, and the subscription the demo page makes carries the nonce.
+"""
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from itsdangerous import BadSignature, URLSafeSerializer
+
+from ..billing.gateway import BillingError, CheckoutRequest, LineItem, StripeGateway
+
+SESSION_PREFIX = "cs_demo_"
+
+
+class DemoGateway(StripeGateway):
+    def __init__(self, *, secret_key: str, public_base_url: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.public_base_url = public_base_url.rstrip("/")
+        self._signer = URLSafeSerializer(secret_key, salt="demo-checkout")
+
+    # --- Prices are Plans in localstripe ------------------------------------------------------
+
+    def retrieve_price(self, price_id: str) -> dict[str, Any]:
+        plan = self._call(self.client.v1.plans.retrieve, price_id)
+        return {"id": plan["id"], "object": "price", "product": plan.get("product"), "unit_amount": plan["amount"],
+                "currency": plan["currency"], "recurring": {"interval": plan["interval"]}}
+
+    def create_price(self, *, product_id: str, amount: int, currency: str, interval: str) -> dict[str, Any]:
+        plan_id = f"plan_{product_id}_{interval}_{amount}_{currency}"
+        try:
+            return self.retrieve_price(plan_id)  # the same amount again: the same Plan
+        except BillingError:
+            pass
+        self._call(self.client.v1.plans.create, {"id": plan_id, "amount": amount, "currency": currency,
+                                                 "interval": interval, "product": product_id})
+        return self.retrieve_price(plan_id)
+
+    def _plan_for(self, line: LineItem) -> str:
+        if line.price_id:
+            return line.price_id
+        assert line.amount and line.interval and line.product_id
+        return self.create_price(product_id=line.product_id, amount=line.amount, currency=line.currency,
+                                 interval=line.interval)["id"]
+
+    def create_subscription(self, customer_id: str, line: LineItem, metadata: dict[str, str]) -> dict[str, Any]:
+        return self._call(self.client.v1.subscriptions.create, {
+            "customer": customer_id, "items": [{"plan": self._plan_for(line), "quantity": line.quantity}],
+            "metadata": metadata})
+
+    def update_subscription_price(self, subscription_id: str, item_id: str, line: LineItem) -> dict[str, Any]:
+        return self._call(self.client.v1.subscriptions.update, subscription_id, {
+            "items": [{"id": item_id, "plan": self._plan_for(line), "quantity": line.quantity}],
+            "proration_behavior": "create_prorations"})
+
+    # --- Checkout: a demo page ----------------------------------------------------------------
+
+    def encode_session(self, data: dict[str, Any]) -> str:
+        return SESSION_PREFIX + self._signer.dumps(data)
+
+    def decode_session(self, session_id: str) -> dict[str, Any]:
+        if not session_id.startswith(SESSION_PREFIX):
+            raise BillingError("Unknown checkout session.", retryable=False)
+        try:
+            return self._signer.loads(session_id[len(SESSION_PREFIX):])
+        except BadSignature:
+            raise BillingError("Unknown checkout session.", retryable=False) from None
+
+    def create_checkout_session(self, req: CheckoutRequest) -> dict[str, Any]:
+        nonce = secrets.token_hex(6)
+        details = {"member_id": str(req.member_id), "demo_success_url": req.success_url,
+                   "demo_cancel_url": req.cancel_url, "demo_plan": self._plan_for(req.line),
+                   "demo_quantity": str(req.line.quantity), **req.metadata}
+        if req.customer_id:
+            customer = self.update_customer(req.customer_id, {"metadata": details})["id"]
+        else:
+            customer = self.create_customer(req.email, details)["id"]
+        session_id = self.encode_session({"c": customer, "n": nonce})
+        return {"id": session_id, "object": "checkout.session", "mode": "subscription", "status": "open",
+                "url": f"{self.public_base_url}/demo/checkout/{session_id}"}
+
+    def demo_session(self, session_id: str) -> dict[str, Any]:
+        """The demo session's details: its customer, nonce, email, member, plan and URLs."""
+        token = self.decode_session(session_id)
+        customer = self.retrieve_customer(token["c"])
+        metadata = customer.get("metadata") or {}
+        plan = self.retrieve_price(metadata["demo_plan"]) if metadata.get("demo_plan") else None
+        return {"customer": token["c"], "nonce": token["n"], "email": customer.get("email"),
+                "member_id": metadata.get("member_id"), "plan": plan,
+                "quantity": int(metadata.get("demo_quantity") or 1),
+                "success_url": metadata.get("demo_success_url", ""), "cancel_url": metadata.get("demo_cancel_url", "")}
+
+    def demo_subscription(self, data: dict[str, Any]) -> dict[str, Any] | None:
+        """The subscription the demo page made for this session, if it went through."""
+        for sub in self.customer_subscriptions(data["customer"]):
+            if (sub.get("metadata") or {}).get("demo_checkout") == data["nonce"] and sub["status"] != "incomplete":
+                return sub
+        return None
+
+    def customer_subscriptions(self, customer_id: str) -> list[dict[str, Any]]:
+        return self.list_subscriptions(customer=customer_id).obj["data"]
+
+    def retrieve_checkout_session(self, session_id: str) -> dict[str, Any]:
+        data = self.demo_session(session_id)
+        subscription = self.demo_subscription(data)
+        complete = subscription is not None
+        return {
+            "id": session_id,
+            "object": "checkout.session",
+            "mode": "subscription",
+            "client_reference_id": data["member_id"],
+            "customer": data["customer"],
+            "customer_email": data["email"],
+            "subscription": subscription["id"] if subscription else None,
+            "status": "complete" if complete else "open",
+            "payment_status": "paid" if complete else "unpaid",
+            "metadata": {"member_id": data["member_id"]},
+        }
+
+    def pay(self, session_id: str, card: dict[str, Any]) -> None:
+        """Do in localstripe what Stripe Checkout does: card, default payment method, subscription.
+
+        Raises DemoCardDeclined when the card is refused (the reader may try another)."""
+        data = self.demo_session(session_id)
+        if self.demo_subscription(data) is not None:
+            return  # paid already (a second click, or the back button)
+        self.save_card(data["customer"], card)
+        plan = data["plan"]["id"] if data["plan"] else None
+        if plan is None:
+            raise BillingError("This demo checkout has no price.", retryable=False)
+        sub = self.create_subscription(data["customer"], LineItem(price_id=plan, quantity=data["quantity"]),
+                                       {"member_id": data["member_id"] or "", "demo_checkout": data["nonce"]})
+        if sub["status"] == "incomplete":
+            # Hosted Checkout would not complete with a refused card: ask for another one.
+            raise DemoCardDeclined("Your card was declined. Try another card.")
+
+    # --- the Customer Portal: a demo page -----------------------------------------------------
+
+    def create_portal_session(self, customer_id: str, return_url: str) -> dict[str, Any]:
+        token = self._signer.dumps({"customer": customer_id, "return_url": return_url})
+        return {"object": "billing_portal.session", "url": f"{self.public_base_url}/demo/portal/{token}"}
+
+    def decode_portal(self, token: str) -> dict[str, Any]:
+        try:
+            return self._signer.loads(token)
+        except BadSignature:
+            raise BillingError("Unknown portal session.", retryable=False) from None
+
+
+class DemoCardDeclined(BillingError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=False)

@@ -1,0 +1,157 @@
+"""The membership service: the one place that recomputes a member's membership.
+
+It loads the parts (the member's subscriptions and their prices, the catalogue, the comp),
+calls the pure rule (`domain.membership.derive`), stores the result, and writes the DAWNS
+Digest outbox row in the same transaction, so that an enrollment change is never lost and
+never sent for a change that did not commit. Callers own the transaction; the lock order is
+subscription, then customer, then membership.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from flask import current_app, g, has_request_context
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session
+
+from ..db import utcnow
+from ..domain.membership import (
+    Comp,
+    Derived,
+    MembershipStatus,
+    Parts,
+    Price,
+    Subscription,
+    derive,
+    entitled,
+)
+from ..domain.membership import Interval
+from ..domain.newsletter import Desired, OutboxStatus, next_desired
+from ..models import NEVER_READ, Account, Membership, NewsletterOutbox, StripeCustomer, StripeSubscription
+from . import catalogue
+
+log = logging.getLogger("service.membership")
+
+
+def grace() -> timedelta:
+    return timedelta(days=current_app.config["PAST_DUE_GRACE_DAYS"])
+
+
+def is_entitled(membership: Membership | None, now: datetime | None = None) -> bool:
+    """Entitled at the moment of asking (a grace period or a comp that ends needs no job)."""
+    if membership is None:
+        return False
+    return entitled(membership.status, membership.paid_through, now or utcnow(), grace())
+
+
+def membership_for(session: Session, account: Account) -> Membership:
+    """The member's row, locked for this transaction (created when missing)."""
+    membership = session.scalars(
+        select(Membership).where(Membership.account_id == account.id).with_for_update()
+    ).first()
+    if membership is None:
+        membership = Membership(account_id=account.id, status=MembershipStatus.PENDING)
+        session.add(membership)
+        session.flush()
+    return membership
+
+
+def flag(session: Session, account: Account, reason: str) -> Membership:
+    """Put the member on staff's list (refunds, disputes, email conflicts, paying twice)."""
+    membership = membership_for(session, account)
+    membership.flagged_at = utcnow()
+    membership.flag_reason = reason
+    return membership
+
+
+def price_of_item(item: dict) -> Price:
+    """A snapshotted subscription item (see billing.snapshots) as the domain's Price."""
+    interval = item.get("interval")
+    return Price(id=item.get("price"), product_id=item.get("product"), amount=item.get("amount"),
+                 currency=item.get("currency") or "usd",
+                 interval=Interval(interval) if interval in ("month", "year") else None,
+                 quantity=item.get("quantity") or 1)
+
+
+def subscription_parts(session: Session, account_id: int) -> list[Subscription]:
+    rows = session.scalars(select(StripeSubscription).where(
+        StripeSubscription.account_id == account_id, StripeSubscription.snapshot_at > NEVER_READ)).all()
+    customers = {r.customer_stripe_id for r in rows}
+    deleted = set(session.scalars(select(StripeCustomer.stripe_id).where(
+        StripeCustomer.stripe_id.in_(customers), StripeCustomer.deleted.is_(True)))) if customers else set()
+    parts = []
+    for r in rows:
+        items = r.items or ([{"price": r.price_id}] if r.price_id else [])
+        parts.append(Subscription(
+            id=r.stripe_id, stripe_status=r.status, prices=tuple(price_of_item(i) for i in items),
+            current_period_end=r.current_period_end, cancel_at_period_end=r.cancel_at_period_end,
+            cancel_at=r.cancel_at, ended_at=r.ended_at, created_at=r.stripe_created_at, customer_deleted=r.customer_stripe_id in deleted))
+    return parts
+
+
+def recompute(session: Session, account: Account) -> Membership:
+    """Derive the member's state from its parts, store it, and enqueue DAWNS if it moved."""
+    membership = membership_for(session, account)
+    now = utcnow()
+    derived = derive(Parts(
+        subscriptions=subscription_parts(session, account.id),
+        catalogue=catalogue.current(session),
+        now=now,
+        grace=grace(),
+        comp=Comp(granted=membership.comped_at is not None, until=membership.comped_until),
+    ))
+    _store(session, account, membership, derived, now)
+    enqueue_newsletter(session, account, membership)
+    return membership
+
+
+def _store(session: Session, account: Account, membership: Membership, derived: Derived, now: datetime) -> None:
+    if derived.status != membership.status:
+        log.info("member %s: %s -> %s", account.id, membership.status, derived.status)
+        membership.status = derived.status
+        membership.status_changed_at = now
+    membership.paid_through = derived.paid_through
+    membership.cancel_at_period_end = derived.cancel_at_period_end
+    if derived.subscription_id is not None:
+        membership.stripe_subscription_id = derived.subscription_id
+    level = derived.level
+    membership.level_name = level.name if level else None
+    membership.level_amount = level.amount if level else None
+    membership.level_currency = level.currency if level else None
+    membership.level_interval = level.interval.value if level else None
+    membership.monthly_value = level.monthly_value if level and derived.via is not None else 0
+    if derived.paying_twice and not membership.paying_twice:
+        flag(session, account, "Paying twice: two subscriptions to the membership are being paid at once")
+    membership.paying_twice = derived.paying_twice
+
+
+# --- DAWNS Digest: the outbox row is written with the change that causes it -------------------
+
+def enqueue_newsletter(session: Session, account: Account, membership: Membership, *,
+                       force: bool = False, confirm: bool = False) -> NewsletterOutbox | None:
+    """Write the new desired state to the outbox if it moved (or `force`, e.g. an email change)."""
+    current = Desired(membership.newsletter_desired or Desired.NONE)
+    desired = next_desired(current, entitled=is_entitled(membership), opted_in=membership.newsletter_opt_in,
+                           on_lapse=current_app.config["NEWSLETTER_ON_LAPSE"])
+    if desired == current and not force:
+        return None
+    if desired == Desired.NONE:
+        return None
+    now = utcnow()
+    # A newer desired state supersedes older ones not yet delivered (and abandoned claims).
+    session.execute(
+        update(NewsletterOutbox)
+        .where(NewsletterOutbox.account_id == account.id,
+               or_(NewsletterOutbox.status == OutboxStatus.PENDING,
+                   and_(NewsletterOutbox.status == OutboxStatus.IN_FLIGHT, NewsletterOutbox.claimed_until < now)))
+        .values(status=OutboxStatus.SUPERSEDED)
+    )
+    membership.newsletter_desired = desired.value
+    row = NewsletterOutbox(account_id=account.id, action=desired.value, email=account.email,
+                           payload={"name": account.name, "confirm": confirm}, status=OutboxStatus.PENDING,
+                           next_attempt_at=now)
+    session.add(row)
+    if has_request_context():
+        g.setdefault("newsletter_due", set()).add(account.id)
+    return row
