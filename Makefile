@@ -18,8 +18,10 @@ install: $(STAMP)
 migrate: $(STAMP)
 	$(FLASK) db upgrade
 
+PORT ?= 5000
+
 run: migrate
-	$(FLASK) demo
+	$(FLASK) demo --port $(PORT)
 
 test: $(STAMP)
 	$(BIN)/lint-imports --no-cache   # the layers of service/ (pyproject.toml [tool.importlinter])

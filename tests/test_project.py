@@ -38,5 +38,5 @@ def test_env_example_documents_every_contract_variable():
     for name in ["SECRET_KEY", "DATABASE_URL", "PUBLIC_BASE_URL", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET",
                  "STRIPE_PRICE_ID", "STRIPE_API_BASE", "STRIPE_API_VERSION", "NEWSLETTER_PROVIDER",
                  "MAILCHIMP_API_KEY", "MAILCHIMP_SERVER_PREFIX", "MAILCHIMP_LIST_ID", "MAILCHIMP_API_BASE",
-                 "NEWSLETTER_ON_LAPSE", "MAIL_BACKEND", "SMTP_HOST"]:
+                 "NEWSLETTER_ON_LAPSE", "MAIL_BACKEND", "SMTP_HOST", "STRIPE_PRODUCT_ID", "PAST_DUE_GRACE_DAYS"]:
         assert re.search(rf"^# .*\n(?:# .*\n)*{name}=", env, re.M) or re.search(rf"^{name}=", env, re.M), name

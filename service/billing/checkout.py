@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..db import get_session, utcnow
-from ..domain.membership import PAYING, Interval, MembershipStatus, Role
+from ..domain.membership import HELD, PAYING, Interval, MembershipStatus, Role
 from ..membership import catalogue
 from ..membership.service import is_entitled, price_of_item, recompute
 from ..models import Account, CheckoutSession, Level, StripeCustomer, StripeSubscription
@@ -28,7 +28,6 @@ from .snapshots import id_of
 log = logging.getLogger("service.billing")
 
 RECENT = timedelta(hours=24)
-HELD = frozenset({*PAYING, MembershipStatus.PAUSED, MembershipStatus.LAPSED})
 
 
 @dataclass(frozen=True)

@@ -79,6 +79,16 @@ STRIPE_STATUS_TO_MEMBERSHIP: dict[str, MembershipStatus] = {
 
 # States that a paid subscription holds while it is being paid for (or retried).
 PAYING = frozenset({MembershipStatus.ACTIVE, MembershipStatus.PAST_DUE})
+# States in which the member's subscription still exists in Stripe: a second one would charge
+# twice, so these are settled in "Manage billing", never with a new Checkout.
+HELD = PAYING | {MembershipStatus.PAUSED, MembershipStatus.LAPSED}
+
+# What the reader is offered to (re)start a membership, by state; none while one is held.
+START_WORDS: dict[MembershipStatus, str] = {
+    MembershipStatus.PENDING: "Complete your membership",
+    MembershipStatus.CANCELED: "Rejoin",
+    MembershipStatus.COMPED: "Become a paying member",
+}
 
 STATUS_WORDS: dict[MembershipStatus, str] = {
     MembershipStatus.PENDING: "Not yet active: we have not received a payment for this membership.",
@@ -117,6 +127,18 @@ def entitled(status: MembershipStatus | str, paid_through: datetime | None, now:
 
 def describe(status: MembershipStatus | str) -> str:
     return STATUS_WORDS[MembershipStatus(status)]
+
+
+def paid_through_label(status: MembershipStatus | str, ends: bool) -> str:
+    """How the paid-through date reads for this state."""
+    status = MembershipStatus(status)
+    if status in (MembershipStatus.CANCELED, MembershipStatus.LAPSED, MembershipStatus.PAUSED):
+        return "Paid through"
+    if ends:
+        return "Ends on"
+    if status == MembershipStatus.COMPED:
+        return "Complimentary until"
+    return "Renews on"
 
 
 # --- the parts -----------------------------------------------------------------------------------

@@ -54,6 +54,21 @@ def next_desired(current: Desired | str | None, *, entitled: bool, opted_in: boo
     return current
 
 
+# What the provider reports holding once a desired state is delivered.
+HOLDS = {
+    Desired.SUBSCRIBED: {"subscribed", "pending"},
+    Desired.KEPT: {"subscribed"},
+    Desired.UNSUBSCRIBED: {"unsubscribed", "cleaned"},
+    Desired.ARCHIVED: {"archived"},
+}
+
+
+def on_its_way(desired: Desired | str | None, provider_status: str) -> bool:
+    """Has the member's last change not reached the provider yet?"""
+    desired = Desired(desired) if desired else Desired.NONE
+    return desired != Desired.NONE and provider_status not in HOLDS[desired]
+
+
 def split_name(name: str) -> tuple[str, str]:
     """FNAME / LNAME merge fields from a full name."""
     parts = name.strip().split(None, 1)

@@ -10,8 +10,9 @@ from ..billing import checkout
 from ..billing.gateway import BillingError
 from ..billing.runtime import get_gateway
 from ..db import get_session
-from ..domain.membership import PAYING, Interval, describe
+from ..domain.membership import PAYING, START_WORDS, Interval, MembershipStatus, describe, paid_through_label
 from ..domain.money import describe_level
+from ..domain.newsletter import on_its_way
 from ..extensions import limiter
 from ..forms import ActionForm
 from ..membership import catalogue
@@ -194,8 +195,14 @@ def account():
         membership=membership,
         words=describe(membership.status) if membership else None,
         entitled=is_entitled(membership),
+        grace_over=membership is not None and membership.status == MembershipStatus.PAST_DUE
+        and not is_entitled(membership),
+        date_label=paid_through_label(membership.status, membership.cancel_at_period_end) if membership else None,
+        start_words=START_WORDS.get(membership.status) if membership else None,
         level=describe_level(membership.level) if membership and membership.level else None,
         paying=membership is not None and membership.status in PAYING,
+        newsletter_on_its_way=membership is not None
+        and on_its_way(membership.newsletter_desired, membership.newsletter_status),
         form=ActionForm(),
     )
 
