@@ -190,6 +190,25 @@ def request_password_reset(email: str) -> None:
         pass
 
 
+def invite_staff(account: Account, invited_by: Account) -> None:
+    """A new staff member's first mail: who invited them, and a link to choose a password."""
+    token = make_reset_token(account)
+    base = current_app.config["PUBLIC_BASE_URL"]
+    link = f"{base}{url_for('members.reset_password', token=token)}"
+    minutes = current_app.config["PASSWORD_RESET_MAX_AGE"] // 60
+    try:
+        send_mail(
+            account.email,
+            "Your staff account for DAWNS Membership",
+            f"Hello {account.name},\n\n{invited_by.name} ({invited_by.email}) has given you a {account.role.value} "
+            f"account for the DAWNS membership console.\n\nChoose your password here (the link works once, for "
+            f"{minutes} minutes):\n\n{link}\n\nIf it has expired, ask for a new one at {base}{url_for('members.reset_request')}"
+            f" with this address. Then sign in at {base}{url_for('members.login')}.\n",
+        )
+    except MailError:
+        pass
+
+
 def account_for_reset_token(token: str) -> Account | None:
     try:
         data = _reset_serializer().loads(token, max_age=current_app.config["PASSWORD_RESET_MAX_AGE"])

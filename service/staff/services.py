@@ -16,7 +16,7 @@ from ..membership import catalogue
 from ..membership.service import recompute
 from ..db import get_session, utcnow
 from ..domain.membership import Role
-from ..accounts.services import create_staff, end_sessions, find_by_email, request_password_reset
+from ..accounts.services import create_staff, end_sessions, find_by_email, invite_staff, request_password_reset
 from ..models import (
     Account,
     AuditLog,
@@ -157,7 +157,7 @@ def add_staff(actor: Account, email: str, name: str, role: Role) -> Account:
     if find_by_email(email) is not None:
         raise ActionError("That email already has an account.")
     account = create_staff(email, name, secrets.token_urlsafe(32), role)
-    request_password_reset(account.email)  # they choose their own password
+    invite_staff(account, actor)  # they choose their own password
     _audit(actor, "staff_add", account, role=role.value)
     get_session().commit()
     return account

@@ -185,3 +185,15 @@ def test_csv_values_that_start_a_formula_are_neutralised(app, evil):
     rows = list(csv.reader(io.StringIO(resp.get_data(as_text=True))))
     resp.close()
     assert rows[1][2] == "'" + evil
+
+
+def test_a_new_staff_member_is_invited_by_name_with_a_link_to_choose_a_password(app):
+    admin = client_as(app, "admin")
+    page = admin.get("/staff/admin").get_data(as_text=True)
+    resp = admin.post("/staff/admin/staff", data={"csrf_token": csrf_from(page), "add-email": "new.editor@example.org",
+                                                 "add-name": "New Editor", "add-role": "staff", "add-confirm": "y"})
+    resp.close()
+    mail = app.extensions["mail_outbox"][-1]
+    assert mail["To"] == "new.editor@example.org" and mail["Subject"] == "Your staff account for DAWNS Membership"
+    body = mail.get_content()
+    assert "Admin User (admin-user@example.org) has given you a staff account" in body and "/reset/" in body
