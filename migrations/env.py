@@ -5,7 +5,7 @@ from alembic import context
 from sqlalchemy import engine_from_config, pool
 
 from service import models  # noqa: F401  (registers every table on Base.metadata)
-from service.db import Base
+from service.db import Base, include_in_drift_check
 
 config = context.config
 target_metadata = Base.metadata
@@ -40,6 +40,7 @@ def _run(connection) -> None:
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_object=include_in_drift_check,
     )
     with context.begin_transaction():
         context.run_migrations()

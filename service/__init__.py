@@ -181,6 +181,7 @@ def register_commands(app: Flask) -> None:
     from .newsletter.commands import newsletter
     from .paywall.commands import paywall
     from .staff.commands import staff
+    from .worker import worker
 
-    for command in (db, staff, tokens, levels, stripe_group, newsletter, paywall, demo):
+    for command in (db, staff, tokens, levels, stripe_group, newsletter, paywall, demo, worker):
         app.cli.add_command(command)

@@ -48,6 +48,8 @@ def from_environment(env_file: bool = True) -> dict[str, Any]:
         "STRIPE_PRICE_ID": env.get("STRIPE_PRICE_ID", ""),
         # The Product every membership price belongs to; unset: read once from STRIPE_PRICE_ID's price.
         "STRIPE_PRODUCT_ID": env.get("STRIPE_PRODUCT_ID", ""),
+        # Seconds a process trusts the catalogue it read (levels change rarely; recomputes are many).
+        "CATALOGUE_CACHE_SECONDS": float(env.get("CATALOGUE_CACHE_SECONDS", "30")),
         # Days a past-due membership still entitles after its paid-through date (Stripe retries).
         "PAST_DUE_GRACE_DAYS": _int(env.get("PAST_DUE_GRACE_DAYS"), 14),
         "STRIPE_API_BASE": env.get("STRIPE_API_BASE", ""),
@@ -66,14 +68,21 @@ def from_environment(env_file: bool = True) -> dict[str, Any]:
         "NEWSLETTER_ON_LAPSE": env.get("NEWSLETTER_ON_LAPSE", "unsubscribe"),
         "MAILCHIMP_WEBHOOK_SECRET": env.get("MAILCHIMP_WEBHOOK_SECRET", ""),
         "NEWSLETTER_LOG_PATH": env.get("NEWSLETTER_LOG_PATH") or str(INSTANCE_DIR / "newsletter-log.jsonl"),
-        # Worker deliveries, and the best-effort delivery right after a change is committed.
+        # Seconds before a provider call from the worker times out.
         "NEWSLETTER_TIMEOUT": float(env.get("NEWSLETTER_TIMEOUT", "10")),
-        "NEWSLETTER_INLINE_TIMEOUT": float(env.get("NEWSLETTER_INLINE_TIMEOUT", "2")),
         "NEWSLETTER_MAX_ATTEMPTS": _int(env.get("NEWSLETTER_MAX_ATTEMPTS"), 8),
         "NEWSLETTER_BACKOFF_BASE": float(env.get("NEWSLETTER_BACKOFF_BASE", "30")),
         "NEWSLETTER_BACKOFF_MAX": float(env.get("NEWSLETTER_BACKOFF_MAX", "21600")),
         "NEWSLETTER_LEASE_SECONDS": float(env.get("NEWSLETTER_LEASE_SECONDS", "120")),
         "NEWSLETTER_POLL_SECONDS": float(env.get("NEWSLETTER_POLL_SECONDS", "2")),
+        # The worker: Stripe events (applied with retries), newsletter and export queues.
+        "STRIPE_EVENT_MAX_ATTEMPTS": _int(env.get("STRIPE_EVENT_MAX_ATTEMPTS"), 12),
+        "STRIPE_EVENT_BACKOFF_BASE": float(env.get("STRIPE_EVENT_BACKOFF_BASE", "15")),
+        "STRIPE_EVENT_BACKOFF_MAX": float(env.get("STRIPE_EVENT_BACKOFF_MAX", "3600")),
+        "STRIPE_EVENT_LEASE_SECONDS": float(env.get("STRIPE_EVENT_LEASE_SECONDS", "120")),
+        "WORKER_POLL_SECONDS": float(env.get("WORKER_POLL_SECONDS", "5")),
+        "EXPORT_DIR": env.get("EXPORT_DIR") or str(INSTANCE_DIR / "exports"),
+        "EXPORT_TTL_HOURS": float(env.get("EXPORT_TTL_HOURS", "24")),
         # Mail
         "MAIL_BACKEND": env.get("MAIL_BACKEND", "log"),
         "MAIL_FROM": env.get("MAIL_FROM", "DAWNS Membership <membership@localhost>"),

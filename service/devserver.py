@@ -13,16 +13,20 @@ import os
 import secrets
 import signal
 import subprocess
+import threading
 from pathlib import Path
 
 import click
 from flask import current_app
+from flask.cli import with_appcontext
 from werkzeug.serving import run_simple
 
 from .demo.localstripe import DEMO_STAFF_EMAIL, provision_localstripe, seed_demo_catalogue, start_localstripe
+from .worker import start_in_thread
 
 
 @click.command("demo")
+@with_appcontext
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
 def demo(host: str, port: int) -> None:
@@ -89,9 +93,15 @@ def run_demo(host: str, port: int) -> None:
         click.echo("")
         click.echo(f"  Membership service: {os.environ['PUBLIC_BASE_URL']}/")
         click.echo(f"  Demo staff login:   {DEMO_STAFF_EMAIL} / {password}   (admin, at /login)")
+        click.echo("  The worker runs inside this process (production runs `flask --app wsgi worker`).")
         click.echo("  Press Ctrl-C to stop.")
         click.echo("")
-        run_simple(host, port, app, threaded=True, use_reloader=False)
+        stop_worker = threading.Event()
+        start_in_thread(app, stop_worker)
+        try:
+            run_simple(host, port, app, threaded=True, use_reloader=False)
+        finally:
+            stop_worker.set()
     except KeyboardInterrupt:
         pass
     finally:

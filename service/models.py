@@ -43,9 +43,12 @@ class Account(UserMixin, Base):
 
     __tablename__ = "accounts"
     __table_args__ = (
-        # Paywall lookups by email need only the id: answered from the index alone.
-        Index("ix_accounts_email_paywall", "email", postgresql_include=["id"]),
-        Index("ix_accounts_created_at", "created_at"),
+        # Paywall lookups by email need only the id: answered from the index alone. Its
+        # text_pattern_ops serve the staff search's email prefix too (LIKE 'q%' under any collation).
+        Index("ix_accounts_email_paywall", "email", postgresql_include=["id"],
+              postgresql_ops={"email": "text_pattern_ops"}),
+        # Newest first, one page after another (keyset pagination on (created_at, id)).
+        Index("ix_accounts_created_at", "created_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -83,12 +86,16 @@ class Membership(Base):
     # The paywall reads status and paid_through by account: answered from the index alone.
     __table_args__ = (
         Index("ix_memberships_paywall", "account_id", postgresql_include=["status", "paid_through", "level_name"]),
+        # The staff list: join date then id, all members or one state at a time; the ids of a
+        # page (even page 2,000) come from these indexes alone (see membership/directory.py).
+        Index("ix_memberships_joined", "created_at", "account_id"),
+        Index("ix_memberships_status_joined", "status", "created_at", "account_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), unique=True)
     status: Mapped[MembershipStatus] = mapped_column(
-        _enum(MembershipStatus, "membership_status"), default=MembershipStatus.PENDING, index=True
+        _enum(MembershipStatus, "membership_status"), default=MembershipStatus.PENDING
     )
     paid_through: Mapped[datetime | None]
     cancel_at_period_end: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -115,6 +122,9 @@ class Membership(Base):
     newsletter_status: Mapped[str] = mapped_column(String(20), default="not_subscribed")
     newsletter_email: Mapped[str | None] = mapped_column(String(320))
     newsletter_synced_at: Mapped[datetime | None]
+    # The member's newest Stripe customer that still exists, kept here when links change, so
+    # lists and exports read it without a query per row.
+    stripe_customer_id: Mapped[str | None] = mapped_column(String(255))
     status_changed_at: Mapped[datetime] = mapped_column(default=utcnow)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -177,9 +187,16 @@ class StripeSubscription(Base):
 
 
 class StripeEvent(Base):
-    """Every webhook event, stored once (the unique id makes duplicates harmless)."""
+    """Every webhook event, stored once (the unique id makes duplicates harmless), then applied
+    by the worker: `status` is its place in the queue, `outcome` what applying it did."""
 
     __tablename__ = "stripe_events"
+    __table_args__ = (
+        # The worker's claim: due rows in Stripe's order.
+        Index("ix_stripe_events_queue", "status", "next_attempt_at", "stripe_created_at"),
+        # One customer's events go in Stripe's order: "is an older one still waiting?"
+        Index("ix_stripe_events_customer_order", "customer_stripe_id", "stripe_created_at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     stripe_id: Mapped[str] = mapped_column(String(255), unique=True)
@@ -193,9 +210,17 @@ class StripeEvent(Base):
     object_id: Mapped[str | None] = mapped_column(String(255), index=True)
     customer_stripe_id: Mapped[str | None] = mapped_column(String(255), index=True)
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
-    outcome: Mapped[str] = mapped_column(String(20), default="applied")
+    outcome: Mapped[str] = mapped_column(String(20), default="received")
     note: Mapped[str | None] = mapped_column(Text)
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The queue: pending -> in_flight (claimed until claimed_until) -> done, or back to pending
+    # with a later next_attempt_at, or failed after the last attempt (staff can replay it).
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_attempt_at: Mapped[datetime | None]
+    claimed_until: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    applied_at: Mapped[datetime | None]
 
 
 class NewsletterOutbox(Base):
@@ -356,3 +381,25 @@ class ServiceSetting(Base):
     key: Mapped[str] = mapped_column(String(100), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ExportJob(Base):
+    """A CSV export of the staff list, made by the worker into EXPORT_DIR: never cut off, with
+    progress; a failed or killed one is never offered for download; files expire."""
+
+    __tablename__ = "export_jobs"
+    __table_args__ = (Index("ix_export_jobs_queue", "status", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    requested_by: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="SET NULL"), index=True)
+    filters: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(20), default="pending")  # pending running done failed expired
+    rows_done: Mapped[int] = mapped_column(Integer, default=0)
+    rows_estimate: Mapped[int | None] = mapped_column(Integer)
+    file_name: Mapped[str | None] = mapped_column(String(255))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    expires_at: Mapped[datetime | None]
+    claimed_until: Mapped[datetime | None]

@@ -100,6 +100,8 @@ TEST_CONFIG = {
     "RATELIMIT_RESET": "1000 per minute",
     "RATELIMIT_SUCCESS": "1000 per minute",
     "RATELIMIT_STORAGE_URI": "memory://",
+    # Tests change the catalogue behind the service's back; the cache is tested on its own.
+    "CATALOGUE_CACHE_SECONDS": 0,
 }
 
 

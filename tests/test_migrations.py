@@ -5,7 +5,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
 
-from service.db import Base
+from service.db import Base, include_in_drift_check
 from service.migrate import head_revision
 
 
@@ -29,7 +29,8 @@ def test_models_and_migrations_do_not_drift(database_url):
     engine = create_engine(database_url)
     try:
         with engine.connect() as conn:
-            ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+            ctx = MigrationContext.configure(conn, opts={"compare_type": True,
+                                                         "include_object": include_in_drift_check})
             diff = compare_metadata(ctx, Base.metadata)
     finally:
         engine.dispose()

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from flask import current_app, url_for
+
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..db import get_session, utcnow
 from ..mail import MailError, send_mail
+from ..urls import absolute_url
 from ..models import Account, AuditLog
 from ..membership.service import enqueue_newsletter
 from . import links
@@ -33,7 +34,7 @@ def request(session: Session, account: Account, new_email: str, *, source: str) 
     """Send the confirmation link (the caller commits; the mail goes after the response)."""
     links.withdraw(session, PURPOSE, account)
     token = links.issue(session, PURPOSE, account, TTL, {"email": new_email, "source": source})
-    link = current_app.config["PUBLIC_BASE_URL"] + url_for("members.confirm_email", token=token)
+    link = absolute_url("members.confirm_email", token=token)
     session.add(AuditLog(actor_id=None, actor_email=source, action="email_change_requested",
                          target_account_id=account.id, details={"to": new_email}))
     try:

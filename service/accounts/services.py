@@ -17,6 +17,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from ..db import get_session, utcnow
 from ..domain.membership import MembershipStatus, Role
 from ..mail import MailError, send_mail
+from ..urls import absolute_url
 from ..models import Account, AuditLog, LoginSession, Membership, session_fingerprint
 
 log = logging.getLogger("service.accounts")
@@ -50,10 +51,12 @@ class EmailTaken(Exception):
 
 def create_member(name: str, email: str, password: str, newsletter_opt_in: bool) -> Account:
     session = get_session()
-    account = Account(
-        email=normalize_email(email), name=name.strip(), password_hash=hash_password(password), role=Role.MEMBER
-    )
-    account.membership = Membership(status=MembershipStatus.PENDING, newsletter_opt_in=newsletter_opt_in)
+    now = utcnow()
+    account = Account(email=normalize_email(email), name=name.strip(), password_hash=hash_password(password),
+                      role=Role.MEMBER, created_at=now)
+    # One join date for both: the staff list orders by the membership's.
+    account.membership = Membership(status=MembershipStatus.PENDING, newsletter_opt_in=newsletter_opt_in,
+                                    created_at=now)
     session.add(account)
     try:
         session.commit()
@@ -71,8 +74,8 @@ def notify_existing_account(account: Account) -> None:
             "Someone tried to join with your email",
             "Someone (maybe you) tried to become a member with this email address, which already "
             "has an account.\n\n"
-            f"Log in: {current_app.config['PUBLIC_BASE_URL']}{url_for('members.login')}\n"
-            f"Forgot your password? {current_app.config['PUBLIC_BASE_URL']}{url_for('members.reset_request')}\n",
+            f"Log in: {absolute_url('members.login')}\n"
+            f"Forgot your password? {absolute_url('members.reset_request')}\n",
         )
     except MailError:
         pass
@@ -177,7 +180,7 @@ def request_password_reset(email: str) -> None:
         log.info("password reset requested for an unknown email")
         return
     token = make_reset_token(account)
-    link = f"{current_app.config['PUBLIC_BASE_URL']}{url_for('members.reset_password', token=token)}"
+    link = absolute_url("members.reset_password", token=token)
     minutes = current_app.config["PASSWORD_RESET_MAX_AGE"] // 60
     try:
         send_mail(
@@ -193,8 +196,7 @@ def request_password_reset(email: str) -> None:
 def invite_staff(account: Account, invited_by: Account) -> None:
     """A new staff member's first mail: who invited them, and a link to choose a password."""
     token = make_reset_token(account)
-    base = current_app.config["PUBLIC_BASE_URL"]
-    link = f"{base}{url_for('members.reset_password', token=token)}"
+    link = absolute_url("members.reset_password", token=token)
     minutes = current_app.config["PASSWORD_RESET_MAX_AGE"] // 60
     try:
         send_mail(
@@ -202,8 +204,8 @@ def invite_staff(account: Account, invited_by: Account) -> None:
             "Your staff account for DAWNS Membership",
             f"Hello {account.name},\n\n{invited_by.name} ({invited_by.email}) has given you a {account.role.value} "
             f"account for the DAWNS membership console.\n\nChoose your password here (the link works once, for "
-            f"{minutes} minutes):\n\n{link}\n\nIf it has expired, ask for a new one at {base}{url_for('members.reset_request')}"
-            f" with this address. Then sign in at {base}{url_for('members.login')}.\n",
+            f"{minutes} minutes):\n\n{link}\n\nIf it has expired, ask for a new one at {absolute_url('members.reset_request')}"
+            f" with this address. Then sign in at {absolute_url('members.login')}.\n",
         )
     except MailError:
         pass

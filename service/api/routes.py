@@ -82,10 +82,15 @@ def list_members():
     f = directory.MemberFilter(q=args["q"], email=args["email"],
                                status=MembershipStatus(args["status"]) if args["status"] else None,
                                entitled=args["entitled"], sort=args["sort"])
-    rows, total = directory.search(get_session(), f, args["page"], args["per_page"])
-    pages = (total + args["per_page"] - 1) // args["per_page"]
-    return _member_list.dump({"members": rows, "page": args["page"], "per_page": args["per_page"],
-                              "total": total, "pages": pages})
+    try:
+        result = directory.search(get_session(), f, page=args["page"], cursor=args["cursor"],
+                                  per_page=args["per_page"])
+    except directory.BadCursor:
+        return json_error(422, "Invalid query parameters.", "validation_error",
+                          fields={"cursor": ["Not a cursor of this list: use next_cursor as given."]})
+    return _member_list.dump({"members": result.rows, "page": args["page"], "per_page": args["per_page"],
+                              "next_cursor": result.next_cursor, "total": result.estimate,
+                              "total_is_estimate": not result.exact})
 
 
 @bp.get("/members/<int:member_id>")

@@ -4,6 +4,7 @@ from __future__ import annotations
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from ..domain.membership import MembershipStatus
+from ..membership.directory import CURSOR_PATTERN
 
 STATUSES = [s.value for s in MembershipStatus]
 
@@ -42,8 +43,11 @@ class MemberListSchema(Schema):
     members = fields.List(fields.Nested(MemberSchema), required=True)
     page = fields.Integer(required=True)
     per_page = fields.Integer(required=True)
-    total = fields.Integer(required=True)
-    pages = fields.Integer(required=True)
+    next_cursor = fields.String(allow_none=True, required=True, metadata={
+        "description": "Pass as `cursor` for the next page (keyset: fast at any depth); null on the last page"})
+    total = fields.Integer(required=True, metadata={
+        "description": "How many members match: exact when small, PostgreSQL's estimate when large"})
+    total_is_estimate = fields.Boolean(required=True)
 
 
 class MemberQuerySchema(Schema):
@@ -53,6 +57,8 @@ class MemberQuerySchema(Schema):
     entitled = fields.Boolean(load_default=None)
     sort = fields.String(load_default="newest", validate=validate.OneOf(["newest", "oldest"]))
     page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=1_000_000))
+    cursor = fields.String(load_default=None, validate=validate.Regexp(CURSOR_PATTERN), metadata={
+        "description": "The `next_cursor` of the previous page; `page` is then ignored"})
     per_page = fields.Integer(load_default=50, validate=validate.Range(min=1, max=100))
 
 

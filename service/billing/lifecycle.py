@@ -18,15 +18,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from ..domain.membership import MembershipStatus, Role
-from ..membership.service import flag, recompute
+from ..membership.service import flag, membership_for, recompute
 from ..models import NEVER_READ, Account, StripeCustomer, StripeEvent, StripeSubscription
 from .gateway import BillingGateway
 from .snapshots import SubscriptionSnapshot, snapshot_from_subscription
@@ -48,20 +49,23 @@ class Applied:
 
 
 def _get_or_create(session: Session, model: type, lookup: dict[str, Any], defaults: dict[str, Any]):
-    """Race-safe get-or-create on a unique column; the row comes back locked."""
+    """Race-safe get-or-create on a unique column; the row comes back locked.
+
+    A missing row costs one INSERT ... ON CONFLICT DO NOTHING RETURNING (no savepoint): when
+    another worker inserted it first, the insert waits for their commit, returns nothing, and
+    their row is read under the lock."""
     stmt = select(model).filter_by(**lookup).with_for_update()
     row = session.scalars(stmt).first()
     if row is not None:
         return row
-    try:
-        with session.begin_nested():
-            row = model(**lookup, **defaults)
-            session.add(row)
-            session.flush()
-        return row
-    except IntegrityError:
-        # Another worker inserted it between our read and our insert; theirs is now committed.
-        return session.scalars(stmt.execution_options(populate_existing=True)).one()
+    (key,) = lookup
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    created = session.scalars(insert(model).values(**lookup, **defaults)
+                              .on_conflict_do_nothing(index_elements=[key]).returning(model),
+                              execution_options={"populate_existing": True}).first()
+    if created is not None:
+        return created
+    return session.scalars(stmt.execution_options(populate_existing=True)).one()
 
 
 def find_account_for(session: Session, *, customer_id: str | None) -> Account | None:
@@ -92,41 +96,59 @@ def link_customer(
                     account.role.value)
         return customer
     if account is not None and customer.account_id is None:
-        customer.account_id = account.id
-        # Events and subscriptions for this customer that came before the link are not lost.
-        # Rows another worker holds are skipped (it links them itself), keeping the lock order
-        # subscription -> customer and so no deadlock.
-        orphans = select(StripeSubscription.id).where(
-            StripeSubscription.customer_stripe_id == customer_id, StripeSubscription.account_id.is_(None)
-        ).with_for_update(skip_locked=True)
-        orphan_ids = session.scalars(orphans).all()
-        if orphan_ids:
-            session.execute(
-                update(StripeSubscription).where(StripeSubscription.id.in_(orphan_ids)).values(account_id=account.id)
-            )
-        flagged = session.scalars(
-            select(StripeEvent).where(
-                StripeEvent.customer_stripe_id == customer_id, StripeEvent.account_id.is_(None),
-                StripeEvent.type.in_(["charge.refunded", "charge.dispute.created"]),
-            ).order_by(StripeEvent.stripe_created_at.desc())
-        ).first()
-        session.execute(
-            update(StripeEvent)
-            .where(StripeEvent.customer_stripe_id == customer_id, StripeEvent.account_id.is_(None))
-            .values(account_id=account.id)
-        )
-        if flagged is not None:
-            # A refund or dispute that came before we knew whose it was: flag it for staff now.
-            flag(session, account, flagged.note or flagged.type)
+        _adopt(session, customer, account)
     return customer
 
 
+def _adopt(session: Session, customer: StripeCustomer, account: Account) -> None:
+    """Link a customer to a reader: what came before the link is adopted, not lost."""
+    customer_id = customer.stripe_id
+    customer.account_id = account.id
+    # Events and subscriptions for this customer that came before the link are not lost.
+    # Rows another worker holds are skipped (it links them itself), keeping the lock order
+    # subscription -> customer and so no deadlock.
+    orphans = select(StripeSubscription.id).where(
+        StripeSubscription.customer_stripe_id == customer_id, StripeSubscription.account_id.is_(None)
+    ).with_for_update(skip_locked=True)
+    orphan_ids = session.scalars(orphans).all()
+    if orphan_ids:
+        session.execute(
+            update(StripeSubscription).where(StripeSubscription.id.in_(orphan_ids)).values(account_id=account.id)
+        )
+    flagged = session.scalars(
+        select(StripeEvent).where(
+            StripeEvent.customer_stripe_id == customer_id, StripeEvent.account_id.is_(None),
+            StripeEvent.type.in_(["charge.refunded", "charge.dispute.created"]),
+        ).order_by(StripeEvent.stripe_created_at.desc())
+    ).first()
+    session.execute(
+        update(StripeEvent)
+        .where(StripeEvent.customer_stripe_id == customer_id, StripeEvent.account_id.is_(None))
+        .values(account_id=account.id)
+    )
+    if flagged is not None:
+        # A refund or dispute that came before we knew whose it was: flag it for staff now.
+        flag(session, account, flagged.note or flagged.type)
+    remember_customer(session, account)
+
+
+def remember_customer(session: Session, account: Account) -> None:
+    """Keep the member's newest live customer on the membership (lists read it from there)."""
+    membership = membership_for(session, account)
+    membership.stripe_customer_id = session.scalar(
+        select(StripeCustomer.stripe_id).where(StripeCustomer.account_id == account.id,
+                                               StripeCustomer.deleted.is_(False))
+        .order_by(StripeCustomer.id.desc()).limit(1))
+
+
 def _lock_subscription(session: Session, subscription_id: str, customer_id: str) -> StripeSubscription:
+    now = datetime.now(timezone.utc)
     return _get_or_create(
         session,
         StripeSubscription,
         {"stripe_id": subscription_id},
-        {"customer_stripe_id": customer_id, "status": "incomplete", "snapshot_at": NEVER_READ},
+        {"customer_stripe_id": customer_id, "status": "incomplete", "snapshot_at": NEVER_READ, "items": [],
+         "cancel_at_period_end": False, "created_at": now, "updated_at": now},
     )
 
 
@@ -144,20 +166,37 @@ def _copy_snapshot(row: StripeSubscription, snap: SubscriptionSnapshot, snapshot
     row.snapshot_at = snapshot_at
 
 
+def _customer_and_owner(session: Session, customer_id: str) -> tuple[StripeCustomer, Account | None]:
+    """The customer row (locked) and the account it is linked to, in one read (the subscription's
+    changes are written once, at the end, not flushed ahead of this read)."""
+    with session.no_autoflush:
+        found = session.execute(
+            select(StripeCustomer, Account).outerjoin(Account, Account.id == StripeCustomer.account_id)
+            .where(StripeCustomer.stripe_id == customer_id).with_for_update(of=StripeCustomer)).first()
+    if found is not None:
+        return found[0], found[1]
+    return _get_or_create(session, StripeCustomer, {"stripe_id": customer_id}, {}), None
+
+
 def _finish(session: Session, row: StripeSubscription, snap: SubscriptionSnapshot, how: str,
             account: Account | None) -> Applied:
+    # One read of the customer (locked: subscription, then customer, then membership).
+    customer, linked = _customer_and_owner(session, snap.customer_id)
     if account is None:
-        account = find_account_for(session, customer_id=snap.customer_id)
+        account = linked
     if account is not None and account.role != Role.MEMBER:
         account = None
     if row.account_id is None and account is not None:
         row.account_id = account.id
-    owner = session.get(Account, row.account_id) if row.account_id is not None else None
-    link_customer(session, snap.customer_id, owner)
+    owner = account if account is not None and row.account_id == account.id else (
+        session.get(Account, row.account_id) if row.account_id is not None else None)
     if owner is None:
         return Applied(row, None, how)
-    before = owner.membership.status if owner.membership else None
-    membership = recompute(session, owner)
+    if customer.account_id is None:
+        _adopt(session, customer, owner)
+    membership = membership_for(session, owner)
+    before = membership.status
+    recompute(session, owner, membership)
     return Applied(row, owner, how, before, membership.status)
 
 

@@ -10,7 +10,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from ..errors import json_error
 from ..extensions import csrf
 from ..forms import ActionForm
-from . import checkout, webhooks
+from ..db import get_engine
+from ..urls import absolute_url
+from . import checkout, inbox
 from .gateway import BillingError
 from .signatures import InvalidEvent, verify_event
 
@@ -24,7 +26,7 @@ bp = Blueprint("billing", __name__)
 def manage_billing():
     if not ActionForm().validate_on_submit():
         abort(400)
-    return_url = current_app.config["PUBLIC_BASE_URL"] + url_for("members.account")
+    return_url = absolute_url("members.account")
     try:
         url = checkout.portal_url(current_user, return_url)
     except BillingError as exc:
@@ -38,8 +40,8 @@ def manage_billing():
 @bp.post("/stripe/webhook")
 @csrf.exempt
 def stripe_webhook():
-    """Verify, then hand a plain event dict to the webhook service. 400 stores nothing; 5xx
-    only when the event could not be applied, so that Stripe retries it."""
+    """Verify, store once, answer 200: the worker applies it. 400 stores nothing; 503 only when
+    the event could not be stored (the database is down), so that Stripe retries it."""
     try:
         event = verify_event(
             request.get_data(cache=False),
@@ -50,12 +52,9 @@ def stripe_webhook():
         log.warning("webhook rejected: %s", exc.reason)  # never the body
         return json_error(400, exc.reason, "invalid_event")
     try:
-        result = webhooks.receive(event)
-    except BillingError as exc:
-        log.error("webhook %s (%s) not applied, Stripe will retry: %s", event["id"], event["type"], exc)
-        return json_error(503, "Stripe could not be reached; retry later.", "unavailable")
+        new = inbox.store(get_engine(), event)
     except SQLAlchemyError as exc:
-        log.error("webhook %s (%s) not applied, Stripe will retry: %s", event["id"], event["type"],
+        log.error("webhook %s (%s) not stored, Stripe will retry: %s", event["id"], event["type"],
                   exc.__class__.__name__)
         return json_error(503, "The event could not be stored; retry later.", "unavailable")
-    return jsonify(received=True, duplicate=result.duplicate, outcome=result.outcome)
+    return jsonify(received=True, duplicate=not new)

@@ -1,8 +1,6 @@
-"""Stripe webhook handling: the source of membership truth (SPEC "Stripe rules").
-
-`receive` is the service function: it stores the event once and applies it in the same
-transaction. `handle` is a plain function of (session, gateway, event) with one case per type.
-"""
+"""What each Stripe event means (SPEC "Stripe rules"): `handle` is a plain function of
+(session, gateway, event) with one case per type. The webhook only stores events
+(`inbox.py`); the worker applies them through here (`queue.py`)."""
 from __future__ import annotations
 
 import logging
@@ -12,19 +10,22 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ..db import get_session
-from ..domain.membership import Role
 from ..accounts import email_change
-from ..models import Account, StripeCustomer, StripeEvent
-from ..membership import catalogue
+from ..domain.membership import Role
 from ..membership.service import flag, recompute
+from ..models import Account, StripeCustomer
 from .checkout import fulfil_checkout_session
-from .gateway import BillingError, BillingGateway
-from .lifecycle import _get_or_create, apply_subscription_event, find_account_for, link_customer, sync_subscription
-from .runtime import get_gateway
+from .gateway import BillingGateway
+from .lifecycle import (
+    _get_or_create,
+    apply_subscription_event,
+    find_account_for,
+    link_customer,
+    remember_customer,
+    sync_subscription,
+)
 
 log = logging.getLogger("service.billing.webhooks")
 
@@ -57,76 +58,17 @@ class Outcome:
     customer_id: str | None = None  # when the handler found it elsewhere (a dispute's charge)
 
 
-@dataclass
-class Received:
-    duplicate: bool
-    outcome: EventOutcome
-
-
 def _ts(value: int) -> datetime:
     return datetime.fromtimestamp(int(value), tz=timezone.utc)
 
 
-def _customer_of(event_type: str, obj: dict[str, Any]) -> str | None:
+def customer_of(event_type: str, obj: dict[str, Any]) -> str | None:
     if event_type in ("customer.created", "customer.updated", "customer.deleted"):
         return obj.get("id")
     customer = obj.get("customer")
     if isinstance(customer, dict):
         return customer.get("id")
     return customer
-
-
-def receive(event: dict[str, Any]) -> Received:
-    """Store the event once and apply it; both commit together or not at all.
-
-    A duplicate (same event id, also when it races us on another worker: the unique index makes
-    the second insert wait for the first commit) changes nothing.
-    """
-    session = get_session()
-    gateway = get_gateway()
-    catalogue.ensure_once(session, gateway)
-    obj = event["data"]["object"]
-    row = StripeEvent(
-        stripe_id=event["id"],
-        type=event["type"],
-        api_version=event.get("api_version"),
-        stripe_created_at=_ts(event["created"]),
-        livemode=bool(event.get("livemode")),
-        object_id=obj.get("id"),
-        customer_stripe_id=_customer_of(event["type"], obj),
-        payload=event,
-        outcome=EventOutcome.RECEIVED,
-    )
-    session.add(row)
-    try:
-        session.flush()
-    except IntegrityError:
-        session.rollback()
-        return Received(duplicate=True, outcome=EventOutcome.DUPLICATE)
-    savepoint = session.begin_nested()
-    try:
-        result = handle(session, gateway, event)
-        savepoint.commit()
-    except BillingError as exc:
-        if exc.retryable:
-            session.rollback()
-            raise
-        # Stripe says the object is gone for good: keep the event for staff, drop partial work.
-        savepoint.rollback()
-        result = Outcome(EventOutcome.FAILED, note=f"Stripe refused a read: {exc.detail}")
-    if result.customer_id and not row.customer_stripe_id:
-        row.customer_stripe_id = result.customer_id
-    row.outcome = result.outcome
-    row.note = result.note
-    if result.account is not None:
-        row.account_id = result.account.id
-    elif row.customer_stripe_id:
-        owner = session.scalar(
-            select(StripeCustomer.account_id).where(StripeCustomer.stripe_id == row.customer_stripe_id)
-        )
-        row.account_id = owner
-    session.commit()
-    return Received(duplicate=False, outcome=result.outcome)
 
 
 def handle(session: Session, gateway: BillingGateway, event: dict[str, Any]) -> Outcome:
@@ -155,7 +97,7 @@ def handle(session: Session, gateway: BillingGateway, event: dict[str, Any]) -> 
             subscription_id = _invoice_subscription(obj)
             if not subscription_id:
                 return Outcome(EventOutcome.IGNORED, note="invoice without subscription")
-            applied = sync_subscription(session, gateway, subscription_id, _customer_of(t, obj))
+            applied = sync_subscription(session, gateway, subscription_id, customer_of(t, obj))
             return Outcome(EventOutcome.APPLIED if applied.account else EventOutcome.UNLINKED, applied.account)
         case "customer.updated":
             return _customer_updated(session, gateway, obj, created)
@@ -164,10 +106,11 @@ def handle(session: Session, gateway: BillingGateway, event: dict[str, Any]) -> 
             customer.deleted = True
             account = session.get(Account, customer.account_id) if customer.account_id else None
             if account is not None:
+                remember_customer(session, account)
                 recompute(session, account)
             return Outcome(EventOutcome.APPLIED if account else EventOutcome.UNLINKED, account)
         case "charge.refunded":
-            account = find_account_for(session, customer_id=_customer_of("charge", obj))
+            account = find_account_for(session, customer_id=customer_of("charge", obj))
             amount = obj.get("amount_refunded") or 0
             note = f"Refund of {_money(amount, obj.get('currency'))} on {obj.get('id')}"
             return _flag(session, account, note)
@@ -176,7 +119,7 @@ def handle(session: Session, gateway: BillingGateway, event: dict[str, Any]) -> 
             charge_id = obj.get("charge")
             customer_id = None
             if isinstance(charge_id, str):
-                customer_id = _customer_of("charge", gateway.retrieve_charge(charge_id))
+                customer_id = customer_of("charge", gateway.retrieve_charge(charge_id))
             account = find_account_for(session, customer_id=customer_id)
             note = (f"Dispute opened ({obj.get('reason') or 'no reason given'}) for "
                     f"{_money(obj.get('amount') or 0, obj.get('currency'))} on {charge_id}")

@@ -9,6 +9,7 @@ product of `STRIPE_PRICE_ID` and kept).
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -70,6 +71,24 @@ def membership_product_id(session: Session) -> str | None:
 
 
 def current(session: Session) -> Catalogue:
+    """`read`, remembered for CATALOGUE_CACHE_SECONDS in this process (it changes rarely and is
+    needed for every recompute); changes made in this process are seen at once."""
+    seconds = current_app.config.get("CATALOGUE_CACHE_SECONDS", 0)
+    cache = current_app.extensions.setdefault("catalogue_cache", {})
+    hit = cache.get("value")
+    if seconds > 0 and hit is not None and time.monotonic() - hit[0] < seconds:
+        return hit[1]
+    value = read(session)
+    cache["value"] = (time.monotonic(), value)
+    return value
+
+
+def forget(session: Session | None = None) -> None:
+    """The catalogue changed here: the next `current` reads it again."""
+    current_app.extensions.get("catalogue_cache", {}).pop("value", None)
+
+
+def read(session: Session) -> Catalogue:
     """What counts for membership now: every price any level ever had, and the product.
 
     Until `ensure` has read it from Stripe, `STRIPE_PRICE_ID` counts as the $5/month level, so
@@ -121,6 +140,7 @@ def ensure(session: Session, book: PriceBook) -> None:
                                amount=facts.amount, currency=facts.currency, interval=facts.interval.value))
     if not membership_product_id(session) and facts.product_id:
         session.merge(ServiceSetting(key=PRODUCT_SETTING, value=facts.product_id))
+    forget()
 
 
 def ensure_once(session: Session, book: PriceBook) -> None:
@@ -183,6 +203,7 @@ def add(session: Session, book: PriceBook, *, name: str, amount: int, interval: 
     session.flush()
     session.add(LevelPrice(stripe_price_id=facts.id, level_id=level.id, product_id=facts.product_id,
                            amount=facts.amount, currency=facts.currency, interval=facts.interval.value))
+    forget()
     return level
 
 
@@ -194,4 +215,5 @@ def archive(session: Session, level_id: int, archived: bool = True) -> Level:
     level.archived = archived
     if archived:
         level.default = False
+    forget()
     return level

@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from flask import current_app, g, has_request_context
-from sqlalchemy import and_, or_, select, update
+from flask import current_app, has_request_context
+from sqlalchemy import and_, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from ..db import utcnow
@@ -51,7 +51,8 @@ def membership_for(session: Session, account: Account) -> Membership:
         select(Membership).where(Membership.account_id == account.id).with_for_update()
     ).first()
     if membership is None:
-        membership = Membership(account_id=account.id, status=MembershipStatus.PENDING)
+        membership = Membership(account_id=account.id, status=MembershipStatus.PENDING,
+                                created_at=account.created_at)  # "member since" is the join date
         session.add(membership)
         session.flush()
     return membership
@@ -75,13 +76,13 @@ def price_of_item(item: dict) -> Price:
 
 
 def subscription_parts(session: Session, account_id: int) -> list[Subscription]:
-    rows = session.scalars(select(StripeSubscription).where(
-        StripeSubscription.account_id == account_id, StripeSubscription.snapshot_at > NEVER_READ)).all()
-    customers = {r.customer_stripe_id for r in rows}
-    deleted = set(session.scalars(select(StripeCustomer.stripe_id).where(
-        StripeCustomer.stripe_id.in_(customers), StripeCustomer.deleted.is_(True)))) if customers else set()
+    rows = session.execute(
+        select(StripeSubscription, StripeCustomer.deleted)
+        .outerjoin(StripeCustomer, StripeCustomer.stripe_id == StripeSubscription.customer_stripe_id)
+        .where(StripeSubscription.account_id == account_id, StripeSubscription.snapshot_at > NEVER_READ)).all()
+    deleted = {r.customer_stripe_id for r, gone in rows if gone}
     parts = []
-    for r in rows:
+    for r, _ in rows:
         items = r.items or ([{"price": r.price_id}] if r.price_id else [])
         parts.append(Subscription(
             id=r.stripe_id, stripe_status=r.status, prices=tuple(price_of_item(i) for i in items),
@@ -90,9 +91,10 @@ def subscription_parts(session: Session, account_id: int) -> list[Subscription]:
     return parts
 
 
-def recompute(session: Session, account: Account) -> Membership:
-    """Derive the member's state from its parts, store it, and enqueue DAWNS if it moved."""
-    membership = membership_for(session, account)
+def recompute(session: Session, account: Account, membership: Membership | None = None) -> Membership:
+    """Derive the member's state from its parts, store it, and enqueue DAWNS if it moved.
+    (`membership`: the member's row if the caller holds it locked already.)"""
+    membership = membership or membership_for(session, account)
     now = utcnow()
     derived = derive(Parts(
         subscriptions=subscription_parts(session, account.id),
@@ -122,7 +124,8 @@ def _store(session: Session, account: Account, membership: Membership, derived: 
     membership.level_interval = level.interval.value if level else None
     membership.monthly_value = level.monthly_value if level and derived.via is not None else 0
     if derived.paying_twice and not membership.paying_twice:
-        flag(session, account, "Paying twice: two subscriptions to the membership are being paid at once")
+        membership.flagged_at = now
+        membership.flag_reason = "Paying twice: two subscriptions to the membership are being paid at once"
     membership.paying_twice = derived.paying_twice
 
 
@@ -139,19 +142,27 @@ def enqueue_newsletter(session: Session, account: Account, membership: Membershi
     if desired == Desired.NONE:
         return None
     now = utcnow()
-    # A newer desired state supersedes older ones not yet delivered (and abandoned claims).
-    session.execute(
-        update(NewsletterOutbox)
-        .where(NewsletterOutbox.account_id == account.id,
-               or_(NewsletterOutbox.status == OutboxStatus.PENDING,
-                   and_(NewsletterOutbox.status == OutboxStatus.IN_FLIGHT, NewsletterOutbox.claimed_until < now)))
-        .values(status=OutboxStatus.SUPERSEDED)
-    )
+    if current != Desired.NONE:  # never enqueued before: nothing to supersede
+        # A newer desired state supersedes older ones not yet delivered (and abandoned claims).
+        session.execute(
+            update(NewsletterOutbox)
+            .where(NewsletterOutbox.account_id == account.id,
+                   or_(NewsletterOutbox.status == OutboxStatus.PENDING,
+                       and_(NewsletterOutbox.status == OutboxStatus.IN_FLIGHT, NewsletterOutbox.claimed_until < now)))
+            .values(status=OutboxStatus.SUPERSEDED)
+        )
     membership.newsletter_desired = desired.value
     row = NewsletterOutbox(account_id=account.id, action=desired.value, email=account.email,
                            payload={"name": account.name, "confirm": confirm}, status=OutboxStatus.PENDING,
                            next_attempt_at=now)
     session.add(row)
-    if has_request_context():
-        g.setdefault("newsletter_due", set()).add(account.id)
+    wake_worker(session, "newsletter")
     return row
+
+
+def wake_worker(session: Session, queue: str) -> None:
+    """On PostgreSQL, wake a listening worker when this transaction commits (LISTEN/NOTIFY);
+    elsewhere the worker polls. Work queued by the worker itself needs no wake-up: its own
+    pass reaches that queue next."""
+    if has_request_context() and session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_notify('dawns_worker', :queue)"), {"queue": queue})

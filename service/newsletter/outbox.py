@@ -162,3 +162,19 @@ def retry_failed(session: Session, row_id: int) -> bool:
     row.attempts = 0
     row.next_attempt_at = utcnow()
     return True
+
+
+def depth(session: Session) -> tuple[int, float | None]:
+    """How many changes are due, and how long the oldest due one has waited (seconds)."""
+    from sqlalchemy import func
+
+    now = utcnow()
+    count, oldest = session.execute(select(func.count(NewsletterOutbox.id), func.min(NewsletterOutbox.created_at))
+                                    .where(_claimable(now))).one()
+    return int(count or 0), (now - _aware(oldest)).total_seconds() if oldest else None
+
+
+def _aware(moment: datetime) -> datetime:
+    from datetime import timezone
+
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)

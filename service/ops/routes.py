@@ -14,5 +14,5 @@ def healthz():
 
 @bp.get("/readyz")
 def readyz():
-    ok, checks = readiness()
-    return jsonify(status="ok" if ok else "unavailable", checks=checks), (200 if ok else 503)
+    ok, checks, queues = readiness()
+    return jsonify(status="ok" if ok else "unavailable", checks=checks, queues=queues), (200 if ok else 503)

@@ -1,24 +1,33 @@
 """The staff console (journey 6): search, a member's page with its timeline, actions, export."""
 from __future__ import annotations
 
-import csv
-import io
 from datetime import datetime, time, timezone
 from functools import wraps
 
-from flask import Blueprint, Response, abort, flash, redirect, render_template, request, stream_with_context, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, send_file, url_for
 from flask_login import current_user
 
 from ..accounts import api_tokens
-from ..db import get_session, new_session
+from ..billing import queue as stripe_queue
+from ..db import get_session
 from ..domain.membership import MembershipStatus, Role, describe
-from ..membership import directory
+from ..forms import ActionForm
+from ..membership import directory, exports
+from ..models import ExportJob
 from . import services
 from .forms import AddStaffForm, CompForm, ConfirmForm, LevelForm, RoleForm, TokenForm
 
 bp = Blueprint("staff", __name__, url_prefix="/staff")
 
 PER_PAGE = 50
+
+
+@bp.context_processor
+def _queue_health():
+    """Every staff page says so when Stripe events wait too long (the worker is down or behind)."""
+    if not (current_user.is_authenticated and current_user.is_staff):
+        return {}
+    return {"worker_behind": stripe_queue.behind(get_session())}
 
 
 def staff_required(view):
@@ -48,17 +57,18 @@ def admin_required(view):
     return wrapper
 
 
-def _filter_from_args() -> directory.MemberFilter:
-    status = request.args.get("status") or None
+def _filter_from_args(args=None) -> directory.MemberFilter:
+    args = request.args if args is None else args
+    status = args.get("status") or None
     try:
         status_value = MembershipStatus(status) if status else None
     except ValueError:
         abort(400)
-    entitled_arg = request.args.get("entitled")
+    entitled_arg = args.get("entitled")
     entitled = {"yes": True, "no": False}.get(entitled_arg or "")
-    sort = request.args.get("sort", "newest")
-    return directory.MemberFilter(q=request.args.get("q", "")[:200], status=status_value, entitled=entitled,
-                                  paying_twice=request.args.get("flag") == "paying_twice",
+    sort = args.get("sort", "newest")
+    return directory.MemberFilter(q=args.get("q", "")[:200], status=status_value, entitled=entitled,
+                                  paying_twice=args.get("flag") == "paying_twice",
                                   sort=sort if sort in ("newest", "oldest") else "newest")
 
 
@@ -66,13 +76,18 @@ def _filter_from_args() -> directory.MemberFilter:
 @staff_required
 def index():
     f = _filter_from_args()
-    page = request.args.get("page", 1, type=int) or 1
-    rows, total = directory.search(get_session(), f, page, PER_PAGE)
-    pages = max(1, (total + PER_PAGE - 1) // PER_PAGE)
-    page = min(page, pages)
-    args = {k: v for k, v in request.args.items() if k != "page" and v}
-    return render_template("staff/index.html", rows=rows, total=total, page=page, pages=pages, f=f, args=args,
+    page = min(max(request.args.get("page", 1, type=int) or 1, 1), 1_000_000)
+    try:
+        result = directory.search(get_session(), f, page=page, cursor=request.args.get("cursor") or None,
+                                  per_page=PER_PAGE)
+    except directory.BadCursor:
+        return redirect(url_for("staff.index", **_list_args()), code=303)
+    return render_template("staff/index.html", result=result, f=f, args=_list_args(),
                            statuses=[s.value for s in MembershipStatus])
+
+
+def _list_args() -> dict[str, str]:
+    return {k: v for k, v in request.args.items() if k not in ("page", "cursor") and v}
 
 
 @bp.get("/members/<int:member_id>")
@@ -168,50 +183,38 @@ def end_sessions(member_id: int):
                 "Every session of this member has ended; they must log in again.", _back(member_id))
 
 
-def _neutralise(value) -> str:
-    """Spreadsheet formula injection: a cell must not start with = + - @ (or tab / CR)."""
-    text = "" if value is None else (value.isoformat() if isinstance(value, datetime) else str(value))
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-
-
-CSV_COLUMNS = ["id", "email", "name", "status", "entitled", "paid_through", "cancel_at_period_end",
-               "level", "level_amount", "level_currency", "level_interval", "stripe_customer_id",
-               "newsletter_status", "created_at"]
-
-
-@bp.get("/export.csv")
+@bp.post("/exports")
 @staff_required
-def export():
-    f = _filter_from_args()
-    # The stream outlives the view: it owns its session (a server-side cursor) and always
-    # closes it, whether the download finishes or the client goes away.
-    session = new_session()
+def request_export():
+    """Exports are jobs the worker runs: a web timeout can never cut one off."""
+    if not _csrf_only():
+        abort(400)
+    job = exports.request_export(get_session(), current_user, _filter_from_args(request.form))
+    return redirect(url_for("staff.export_status", job_id=job.id), code=303)
 
-    def generate():
-        try:
-            yield from _rows(session)
-        finally:
-            session.close()
 
-    def _rows(session):
-        buf = io.StringIO()
-        writer = csv.writer(buf)
-        writer.writerow(CSV_COLUMNS)
-        yield buf.getvalue()
-        for m in directory.iter_all(session, f):
-            buf.seek(0)
-            buf.truncate()
-            level = m["level"] or {}
-            writer.writerow([_neutralise(v) for v in (
-                m["id"], m["email"], m["name"], m["status"], "yes" if m["entitled"] else "no", m["paid_through"],
-                "yes" if m["cancel_at_period_end"] else "no", level.get("name"), level.get("amount"),
-                level.get("currency"), level.get("interval"), m["stripe_customer_id"], m["newsletter"]["status"],
-                m["created_at"])])
-            yield buf.getvalue()
+def _csrf_only() -> bool:
+    return ActionForm().validate_on_submit()
 
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    return Response(stream_with_context(generate()), mimetype="text/csv",
-                    headers={"Content-Disposition": f'attachment; filename="members-{stamp}.csv"'})
+
+@bp.get("/exports/<int:job_id>")
+@staff_required
+def export_status(job_id: int):
+    job = get_session().get(ExportJob, job_id)
+    if job is None:
+        abort(404)
+    return render_template("staff/export.html", job=job)
+
+
+@bp.get("/exports/<int:job_id>/download")
+@staff_required
+def export_download(job_id: int):
+    try:
+        path = exports.download_path(get_session(), current_user, job_id)
+    except exports.ExportNotReady:
+        abort(404)
+    return send_file(path, mimetype="text/csv", as_attachment=True, download_name=f"members-{job_id}.csv",
+                     max_age=0)
 
 
 # --- admin: staff accounts and API tokens -------------------------------------------------------

@@ -80,10 +80,13 @@ def test_members_list_filters_and_pages(app, api):
         make_account(app, email=f"l{i}@example.org", name=f"List {i}", status=S.ACTIVE if i % 2 else S.PENDING,
                      created_at=start + timedelta(days=i))
     page = api("/api/v1/members?status=active&per_page=2&sort=oldest").json
-    assert (page["total"], page["pages"], page["page"]) == (3, 2, 1)
+    assert (page["total"], page["total_is_estimate"], page["page"]) == (3, False, 1)
     assert [m["email"] for m in page["members"]] == ["l1@example.org", "l3@example.org"]
+    after = api(f"/api/v1/members?status=active&per_page=2&sort=oldest&cursor={page['next_cursor']}").json
+    assert [m["email"] for m in after["members"]] == ["l5@example.org"] and after["next_cursor"] is None
     assert [m["email"] for m in api("/api/v1/members?status=active&per_page=2&sort=oldest&page=2").json["members"]] \
         == ["l5@example.org"]
+    assert api("/api/v1/members?cursor=nonsense").status_code == 422
     assert api("/api/v1/members?email=L4@example.org").json["total"] == 1
     assert api("/api/v1/members?q=list%206").json["members"][0]["email"] == "l6@example.org"
     assert api("/api/v1/members?entitled=false").json["total"] == 4

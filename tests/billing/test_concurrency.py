@@ -1,4 +1,5 @@
-"""Two workers racing on one event, on PostgreSQL, through a real WSGI server."""
+"""Races on PostgreSQL: copies of one delivery on several web threads of a real WSGI server,
+and two workers applying the queue at the same moment."""
 from __future__ import annotations
 
 import json
@@ -29,6 +30,33 @@ def live(app, database_url):
     server.stop()
 
 
+def _workers_together(app, n: int = 2) -> None:
+    """`n` workers, each on its own connection, start their pass at the same moment."""
+    from service.billing import queue
+    from service.billing.runtime import get_gateway
+    from service.db import close_session
+
+    barrier = threading.Barrier(n)
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        with app.app_context():
+            try:
+                barrier.wait()
+                queue.run_due(get_session(), get_gateway(), batch=1)
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+            finally:
+                close_session()
+
+    threads = [threading.Thread(target=work) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+
+
 def _post_together(url: str, payloads: list[str]) -> list[requests.Response]:
     barrier = threading.Barrier(len(payloads))
     results: list[requests.Response | None] = [None] * len(payloads)
@@ -57,6 +85,7 @@ def test_same_event_posted_concurrently_is_applied_once(app, live):
     responses = _post_together(live.url, [payload] * 8)
     assert [r.status_code for r in responses] == [200] * 8
     assert sorted(r.json()["duplicate"] for r in responses) == [False] + [True] * 7
+    _workers_together(app)
     with app.app_context():
         s = get_session()
         assert s.scalar(select(func.count(StripeEvent.id)).where(StripeEvent.type == "customer.updated")) == 1
@@ -79,6 +108,8 @@ def test_checkout_completed_and_subscription_created_racing_make_one_customer_an
                     json.dumps(event("customer.subscription.created", sub))]
         responses = _post_together(live.url, payloads)
         assert [r.status_code for r in responses] == [200, 200], [r.text for r in responses]
+        _workers_together(app)
+        _workers_together(app)  # the one that waited for its customer's older event
         with app.app_context():
             s = get_session()
             assert s.scalar(select(func.count(StripeCustomer.id)).where(StripeCustomer.stripe_id == cus_id)) == 1
@@ -124,6 +155,7 @@ def test_success_page_and_webhook_racing_fulfil_once(app, live, stripe_api):
     for t in threads:
         t.join()
     assert out == {"page": 200, "hook": 200, "neutral": False}
+    _workers_together(app)
     with app.app_context():
         s = get_session()
         assert s.scalar(select(func.count(StripeCustomer.id))) == 1

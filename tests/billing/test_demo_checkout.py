@@ -104,7 +104,7 @@ def live_demo(make_app, localstripe):
     from service.demo.localstripe import seed_demo_catalogue
 
     seed_demo_catalogue(app)
-    server = LiveServer(app)
+    server = LiveServer(app, worker=True)
     register_localstripe_webhook(localstripe.url, f"{server.url}/stripe/webhook", secret, name="tests")
     yield app
     server.stop()

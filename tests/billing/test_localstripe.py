@@ -32,7 +32,7 @@ def integrated(make_app, localstripe):
         STRIPE_API_VERSION="2017-08-15",  # what localstripe speaks
         DEMO_CHECKOUT=True,  # the gateway's twin for localstripe: Prices are Plans there
     )
-    server = LiveServer(app)
+    server = LiveServer(app, worker=True)
     # localstripe keeps one registration per name: this test's server gets the deliveries.
     register_localstripe_webhook(localstripe.url, f"{server.url}/stripe/webhook", secret, name="tests")
     yield app

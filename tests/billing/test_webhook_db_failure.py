@@ -1,5 +1,5 @@
-"""The database fails while an event is being applied: 5xx, nothing half-applied, and the
-retried delivery applies."""
+"""The database fails: the webhook answers 503 and stores nothing, Stripe's retry is stored and
+applied; while applying, a database failure leaves nothing half-applied and is retried."""
 from __future__ import annotations
 
 
@@ -23,11 +23,11 @@ def _counts(app):
 class HeldLock:
     """Another connection holding a lock the webhook needs, until released."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, table: str = "stripe_events") -> None:
         self.engine = create_engine(url)
         self.conn = self.engine.connect()
         if self.engine.dialect.name == "postgresql":
-            self.conn.execute(text("LOCK TABLE memberships IN ACCESS EXCLUSIVE MODE"))
+            self.conn.execute(text(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"))
         else:
             self.conn.exec_driver_sql("BEGIN IMMEDIATE")
 
@@ -37,7 +37,8 @@ class HeldLock:
         self.engine.dispose()
 
 
-def test_database_failure_mid_event_answers_503_and_stores_nothing_then_retry_applies(make_app, database_url):
+def test_database_down_for_the_webhook_answers_503_and_stores_nothing_then_the_retry_applies(make_app,
+                                                                                             database_url):
     if database_url.startswith("postgresql"):
         sep = "&" if "?" in database_url else "?"
         app = make_app(DATABASE_URL=f"{database_url}{sep}options=-c%20lock_timeout%3D300")
@@ -63,5 +64,33 @@ def test_database_failure_mid_event_answers_503_and_stores_nothing_then_retry_ap
     retry = post_event(client, evt)
     assert retry.status_code == 200 and retry.json["duplicate"] is False
     assert _counts(app) == (1, 1)
+    with app.app_context():
+        assert get_session().get(Account, member).membership.status == MembershipStatus.ACTIVE
+
+
+def test_database_failure_while_applying_leaves_nothing_half_applied_and_is_retried(make_app, database_url):
+    from ..support.events import apply_events
+
+    if not database_url.startswith("postgresql"):
+        import pytest
+
+        pytest.skip("a lock on one table while the queue stays readable: PostgreSQL (SQLite locks the whole file)")
+    sep = "&" if "?" in database_url else "?"
+    app = make_app(DATABASE_URL=f"{database_url}{sep}options=-c%20lock_timeout%3D300", STRIPE_EVENT_BACKOFF_BASE=0.0)
+    member = make_account(app, customer="cus_DB2")
+    evt = event("customer.subscription.created",
+                subscription(id="sub_DB2", customer="cus_DB2", status="active"))
+    assert post_event(app.test_client(), evt, apply=False).status_code == 200
+    lock = HeldLock(database_url, table="memberships")
+    try:
+        report = apply_events(app)
+    finally:
+        lock.release()
+    assert report.retried == 1 and report.applied == 0
+    with app.app_context():
+        row = get_session().scalars(select(StripeEvent)).one()
+        assert (row.status, row.attempts) == ("pending", 1) and "database" in row.last_error
+        assert get_session().scalar(select(func.count(StripeSubscription.id))) == 0  # nothing half-applied
+    assert apply_events(app).applied == 1
     with app.app_context():
         assert get_session().get(Account, member).membership.status == MembershipStatus.ACTIVE

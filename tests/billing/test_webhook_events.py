@@ -11,7 +11,7 @@ from service.db import get_session
 from service.domain.membership import MembershipStatus
 from service.models import Account, AuditLog, StripeCustomer, StripeEvent, StripeSubscription
 
-from ..support.events import event, post_event
+from ..support.events import apply_events, event, outcome_of, post_event
 from ..support.factories import make_account, our_checkout
 from ..support.stripe_objects import checkout_session, subscription
 from ..support.stripe_standin import Reply, SubscriptionTruth, stripe_error
@@ -49,9 +49,11 @@ def events(app):
 
 
 def deliver(client, type_, obj, created=None, **kw):
-    resp = post_event(client, event(type_, obj, created=created if created is not None else NOW, **kw))
+    """Post a signed event and let the worker apply it; the answer and what applying did."""
+    evt = event(type_, obj, created=created if created is not None else NOW, **kw)
+    resp = post_event(client, evt)
     assert resp.status_code == 200, resp.get_data(as_text=True)
-    return resp.json
+    return {**resp.json, "outcome": outcome_of(client.application, evt["id"])}
 
 
 def sub(member, status="active", **kw):
@@ -259,29 +261,50 @@ def test_event_for_an_unknown_customer_is_kept_and_applied_once_linked(app, clie
     assert all(e.account_id == member for e in events(app))
 
 
-def test_stripe_unreachable_on_a_read_answers_503_and_stores_nothing(app, client, member, stripe_api, truth):
+def _due_now(app):
+    """The retry's backoff has passed."""
+    from sqlalchemy import update
+
+    from service.db import utcnow
+
+    with app.app_context():
+        get_session().execute(update(StripeEvent).values(next_attempt_at=utcnow()))
+        get_session().commit()
+
+
+def test_stripe_unreachable_while_applying_is_retried_later_and_nothing_is_half_applied(app, client, member,
+                                                                                     stripe_api, truth):
     stripe_api.on("GET", "/v1/subscriptions/sub_A", stripe_error(500, "api_error", "boom"))
     cs = our_checkout(app, member, customer="cus_A", subscription="sub_A")
     evt = event("checkout.session.completed", cs)
     resp = post_event(client, evt)
-    assert resp.status_code == 503 and resp.json["error"]["code"] == "unavailable"
-    assert events(app) == []
+    assert resp.status_code == 200 and resp.json == {"received": True, "duplicate": False}  # stored: Stripe stops
+    (stored,) = events(app)
+    assert (stored.status, stored.attempts, stored.outcome) == ("pending", 1, "received")
+    assert "Stripe" in stored.last_error and stored.next_attempt_at > stored.received_at
     with app.app_context():
         assert get_session().scalar(select(func.count(StripeSubscription.id))) == 0
-    # Stripe retries the same event later: now it applies.
+    # Stripe is back; when the backoff has passed, the worker applies it, once.
     truth.set(sub(member))
-    assert post_event(client, evt).json["outcome"] == "applied"
+    _due_now(app)
+    apply_events(app)
+    assert outcome_of(app, evt["id"]) == "applied"
     assert membership(app, member).status == MembershipStatus.ACTIVE
+    assert events(app)[0].status == "done"
 
 
-def test_a_rejected_api_key_on_a_read_answers_503_so_stripe_retries(app, client, member, stripe_api):
+def test_a_rejected_api_key_while_applying_is_retried_then_failed_for_staff(make_app, member, stripe_api):
+    app = make_app(STRIPE_EVENT_MAX_ATTEMPTS=2)
     stripe_api.on("GET", "/v1/subscriptions/sub_A",
                   stripe_error(401, "invalid_request_error", "Invalid API Key provided"))
     invoice = {"id": "in_k", "object": "invoice", "customer": "cus_A",
                "parent": {"type": "subscription_details", "subscription_details": {"subscription": "sub_A"}}}
-    resp = post_event(client, event("invoice.paid", invoice))
-    assert resp.status_code == 503
-    assert events(app) == []
+    assert post_event(app.test_client(), event("invoice.paid", invoice)).status_code == 200
+    _due_now(app)
+    apply_events(app)
+    (stored,) = events(app)
+    assert (stored.status, stored.attempts) == ("failed", 2)
+    assert "API key" in stored.last_error
 
 
 def test_a_subscription_gone_from_stripe_is_recorded_as_failed_without_partial_rows(app, client, member, stripe_api):

@@ -6,7 +6,7 @@ import pytest
 from ..support.factories import make_account
 from ..support.staff import api_token, client_as
 
-STAFF_PAGES = ["/staff", "/staff/members/{member}", "/staff/export.csv", "/staff/checkouts"]
+STAFF_PAGES = ["/staff", "/staff/members/{member}", "/staff/checkouts"]
 ADMIN_PAGES = ["/staff/admin"]
 MEMBER_API = ["/api/v1/members", "/api/v1/members/{member}"]
 ENTITLEMENT_API = ["/api/v1/entitlements?member_id={member}", "/api/v1/entitlements?email=subject@example.org"]
@@ -88,3 +88,12 @@ def test_members_and_strangers_cannot_act_on_members(app, caller, action):
     resp = client.post(f"/staff/members/{member}/{action}", data={"csrf_token": token, "confirm": "y",
                                                                   "comp-reason": "x", "comp-confirm": "y"})
     assert resp.status_code == (302 if caller == "anonymous" else 403)
+
+
+@pytest.mark.parametrize("caller, expected", [("anonymous", 302), ("member", 403), ("staff", 303), ("admin", 303)])
+def test_only_staff_start_exports(app, caller, expected):
+    from ..support.web import csrf_from
+
+    client = client_as(app, caller)
+    token = csrf_from(client.get("/logout").get_data(as_text=True))
+    assert client.post("/staff/exports", data={"csrf_token": token}).status_code == expected

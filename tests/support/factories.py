@@ -1,7 +1,7 @@
 """Rows for tests, built through the service functions the app itself uses."""
 from __future__ import annotations
 
-from service.db import get_session
+from service.db import get_session, utcnow
 from service.domain.membership import MembershipStatus, Role
 from service.models import Account, Membership
 
@@ -15,15 +15,14 @@ def make_account(app, email="reader@example.org", name="Reader One", role=Role.M
 
     with app.app_context():
         s = get_session()
-        acc = Account(email=email.lower(), name=name, password_hash=hash_password(password), role=role)
+        acc = Account(email=email.lower(), name=name, password_hash=hash_password(password), role=role,
+                      created_at=utcnow())
         if verified:  # as after a reset or confirmation link was used
-            from service.db import utcnow
-
             acc.email_verified_at = utcnow()
         if created_at is not None:
             acc.created_at = created_at
         if role == Role.MEMBER:
-            acc.membership = Membership(status=status, newsletter_opt_in=newsletter)
+            acc.membership = Membership(status=status, newsletter_opt_in=newsletter, created_at=acc.created_at)
         s.add(acc)
         s.commit()
         account_id = acc.id

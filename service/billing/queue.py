@@ -1,0 +1,223 @@
+"""The worker's Stripe queue: stored events applied in Stripe's order, durably.
+
+- A worker claims due events with `FOR UPDATE SKIP LOCKED` (PostgreSQL), so any number of
+  workers share the queue and never take the same event; a claim is a lease, so a killed
+  worker's events are taken over when it expires.
+- One customer's events are applied in Stripe's `created` order: an event is claimable only
+  when no older event of its customer is still waiting.
+- Applying an event and recording its outcome commit together (never half-applied). A failure
+  is retried with exponential backoff and jitter; after the last attempt the event is `failed`
+  and shown to staff, who can replay it.
+- The ordering rules of `lifecycle.py` still hold on top (an older snapshot never overwrites a
+  newer one), so a replay or a late retry never undoes newer truth.
+"""
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from flask import current_app
+from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, aliased
+
+from ..db import utcnow
+from ..membership import catalogue
+from ..models import StripeCustomer, StripeEvent
+from .gateway import BillingError, BillingGateway
+from .webhooks import EventOutcome, Outcome, handle
+
+log = logging.getLogger("service.billing.queue")
+
+
+class QueueStatus(StrEnum):
+    PENDING = "pending"
+    IN_FLIGHT = "in_flight"
+    DONE = "done"
+    FAILED = "failed"
+
+
+@dataclass
+class QueueReport:
+    applied: int = 0
+    retried: int = 0
+    failed: int = 0
+
+    @property
+    def touched(self) -> int:
+        return self.applied + self.retried + self.failed
+
+
+def _claimable(now: datetime):
+    e, older = StripeEvent, aliased(StripeEvent)
+    due = or_(and_(e.status == QueueStatus.PENDING, e.next_attempt_at <= now),
+              and_(e.status == QueueStatus.IN_FLIGHT, e.claimed_until < now))
+    waiting_older = exists().where(
+        older.customer_stripe_id == e.customer_stripe_id,
+        older.status.in_([QueueStatus.PENDING, QueueStatus.IN_FLIGHT]),
+        or_(older.stripe_created_at < e.stripe_created_at,
+            and_(older.stripe_created_at == e.stripe_created_at, older.id < e.id)),
+    )
+    return and_(due, or_(e.customer_stripe_id.is_(None), ~waiting_older))
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: int
+    payload: dict
+    customer_stripe_id: str | None
+    account_id: int | None
+
+
+def claim(session: Session, limit: int, lease: float,
+          exclude: set[int] | frozenset[int] = frozenset()) -> list[Claimed]:
+    """Claim up to `limit` due events, one per customer, oldest first; commit the claim."""
+    now = utcnow()
+    cond = _claimable(now)
+    if exclude:
+        cond = and_(cond, StripeEvent.id.not_in(exclude))
+    stmt = (select(StripeEvent.id, StripeEvent.payload, StripeEvent.customer_stripe_id, StripeEvent.account_id)
+            .where(cond).order_by(StripeEvent.stripe_created_at, StripeEvent.id).limit(limit))
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True, of=StripeEvent)
+    claimed: list[Claimed] = []
+    customers: set[str] = set()
+    for event_id, payload, customer, account_id in session.execute(stmt):
+        if customer is not None:
+            if customer in customers:
+                continue  # one of a customer's events at a time: they go in order
+            customers.add(customer)
+        claimed.append(Claimed(event_id, payload, customer, account_id))
+    if claimed:
+        session.execute(update(StripeEvent).where(StripeEvent.id.in_([c.id for c in claimed]))
+                        .values(status=QueueStatus.IN_FLIGHT, claimed_until=now + timedelta(seconds=lease)))
+    session.commit()
+    return claimed
+
+
+def _backoff(attempts: int) -> float:
+    cfg = current_app.config
+    delay = min(cfg["STRIPE_EVENT_BACKOFF_MAX"], cfg["STRIPE_EVENT_BACKOFF_BASE"] * 2 ** max(attempts - 1, 0))
+    return random.uniform(delay / 2, delay)  # jitter: workers do not retry in lockstep
+
+
+def apply_event(session: Session, gateway: BillingGateway, event: Claimed, report: QueueReport) -> EventOutcome | None:
+    """Apply one claimed event; the change and the event's outcome commit together (or neither:
+    the event stays claimable and is retried)."""
+    try:
+        result = handle(session, gateway, event.payload)
+    except BillingError as exc:
+        if exc.retryable:
+            return _retry(session, event.id, f"Stripe: {exc.detail}", report)
+        # Stripe says the object is gone for good: keep the event for staff, drop partial work.
+        session.rollback()
+        result = Outcome(EventOutcome.FAILED, note=f"Stripe refused a read: {exc.detail}")
+    except SQLAlchemyError as exc:
+        return _retry(session, event.id, f"database: {exc.__class__.__name__}", report)
+    try:
+        _record(session, event, result)
+        session.commit()
+    except SQLAlchemyError as exc:
+        return _retry(session, event.id, f"database: {exc.__class__.__name__}", report)
+    report.applied += 1
+    return result.outcome
+
+
+def _record(session: Session, event: Claimed, result: Outcome) -> None:
+    values: dict = {"outcome": result.outcome.value, "note": result.note, "status": QueueStatus.DONE,
+                    "applied_at": utcnow(), "claimed_until": None, "last_error": None}
+    customer = event.customer_stripe_id
+    if result.customer_id and not customer:
+        values["customer_stripe_id"] = customer = result.customer_id
+    if result.account is not None:
+        values["account_id"] = result.account.id
+    elif customer and event.account_id is None:
+        values["account_id"] = session.scalar(
+            select(StripeCustomer.account_id).where(StripeCustomer.stripe_id == customer))
+    session.execute(update(StripeEvent).where(StripeEvent.id == event.id).values(**values))
+
+
+def _retry(session: Session, event_id: int, error: str, report: QueueReport) -> None:
+    session.rollback()
+    row = session.get(StripeEvent, event_id, with_for_update=True)
+    if row is None:
+        session.rollback()
+        return None
+    row.attempts += 1
+    row.last_error = error
+    row.claimed_until = None
+    if row.attempts >= current_app.config["STRIPE_EVENT_MAX_ATTEMPTS"]:
+        row.status = QueueStatus.FAILED  # shown to staff, who can replay it
+        report.failed += 1
+        log.error("Stripe event %s (%s) failed after %s attempts: %s", row.stripe_id, row.type, row.attempts, error)
+    else:
+        row.status = QueueStatus.PENDING
+        row.next_attempt_at = utcnow() + timedelta(seconds=_backoff(row.attempts))
+        report.retried += 1
+        log.warning("Stripe event %s (%s) will be retried: %s", row.stripe_id, row.type, error)
+    session.commit()
+    return None
+
+
+def run_due(session: Session, gateway: BillingGateway, *, batch: int = 100) -> QueueReport:
+    """Apply what is due now (each event at most once in this pass)."""
+    report = QueueReport()
+    catalogue.ensure_once(session, gateway)
+    session.commit()
+    lease = current_app.config["STRIPE_EVENT_LEASE_SECONDS"]
+    attempted: set[int] = set()
+    while True:
+        claimed = claim(session, batch, lease, attempted)
+        if not claimed:
+            return report
+        for event in claimed:
+            attempted.add(event.id)
+            apply_event(session, gateway, event, report)
+
+
+def replay(session: Session, gateway: BillingGateway, event_id: int) -> EventOutcome | None:
+    """Apply a stored event again (staff, after the cause of a failure is fixed). The ordering
+    rules decide as for any delivery: a stale event stays stale."""
+    row = session.get(StripeEvent, event_id, with_for_update=True)
+    if row is None:
+        session.rollback()
+        return None
+    row.status = QueueStatus.IN_FLIGHT
+    row.attempts = 0
+    event = Claimed(row.id, row.payload, row.customer_stripe_id, row.account_id)
+    session.flush()
+    return apply_event(session, gateway, event, QueueReport())
+
+
+def depth(session: Session) -> tuple[int, float | None]:
+    """How many events wait, and how long the oldest due one has waited (seconds)."""
+    from sqlalchemy import func
+
+    now = utcnow()
+    waiting = and_(StripeEvent.status.in_([QueueStatus.PENDING, QueueStatus.IN_FLIGHT]))
+    count, oldest = session.execute(select(func.count(StripeEvent.id), func.min(StripeEvent.received_at))
+                                    .where(waiting, or_(StripeEvent.next_attempt_at <= now,
+                                                        StripeEvent.status == QueueStatus.IN_FLIGHT))).one()
+    if oldest is not None and oldest.tzinfo is None:
+        from datetime import timezone
+
+        oldest = oldest.replace(tzinfo=timezone.utc)
+    return int(count or 0), (now - oldest).total_seconds() if oldest else None
+
+
+# The staff console warns when the oldest due Stripe event has waited longer than this.
+BEHIND_SECONDS = 300
+
+
+def behind(session: Session) -> float | None:
+    """Seconds the oldest due event has waited, when that is too long (the worker is down or
+    not keeping up); else None."""
+    try:
+        _, oldest = depth(session)
+    except SQLAlchemyError:
+        session.rollback()
+        return None
+    return oldest if oldest is not None and oldest > BEHIND_SECONDS else None

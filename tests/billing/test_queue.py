@@ -1,0 +1,224 @@
+"""Accept fast, apply durably: the webhook stores, the worker applies (SPEC "Stripe rules")."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import event as sa_event
+from sqlalchemy import func, select, update
+
+from service.db import get_session, utcnow
+from service.domain.membership import MembershipStatus
+from service.models import Account, NewsletterOutbox, StripeEvent
+
+from ..support.events import apply_events, event, post_event
+from ..support.factories import make_account
+from ..support.staff import client_as
+from ..support.stripe_objects import subscription
+from ..support.stripe_standin import SubscriptionTruth
+from ..support.wait import poll
+
+ROOT = Path(__file__).resolve().parents[2]
+NOW = int(time.time())
+
+
+def _statements_while_applying(app, evt) -> list[str]:
+    """What applying one event sends to the database (the claim is not part of it)."""
+    from service.billing import queue
+    from service.billing.runtime import get_gateway
+    from service.db import close_session
+
+    post_event(app.test_client(), evt, apply=False)
+    seen: list[str] = []
+    with app.app_context():
+        session = get_session()
+        (claimed,) = queue.claim(session, 10, 60)
+        engine = app.extensions["db_engine"]
+
+        def count(conn, cursor, statement, *args):
+            seen.append(statement[:70])
+
+        sa_event.listen(engine, "before_cursor_execute", count)
+        try:
+            assert queue.apply_event(session, get_gateway(), claimed, queue.QueueReport()) is not None
+        finally:
+            sa_event.remove(engine, "before_cursor_execute", count)
+            close_session()
+    return seen
+
+
+def test_applying_one_event_costs_at_most_ten_statements_in_one_transaction(make_app, stripe_api):
+    app = make_app(CATALOGUE_CACHE_SECONDS=60)
+    make_account(app, customer="cus_S")
+    with app.app_context():  # a running worker has read the catalogue already
+        from service.membership import catalogue
+
+        catalogue.current(get_session())
+    truth = SubscriptionTruth(stripe_api)
+    first = subscription(id="sub_S", customer="cus_S", status="active")
+    truth.set(first)
+    invoice = {"id": "in_S", "object": "invoice", "customer": "cus_S",
+               "parent": {"type": "subscription_details", "subscription_details": {"subscription": "sub_S"}}}
+    budgets = {
+        "first subscription event (enrols in DAWNS)": event("customer.subscription.created", first, created=NOW - 9),
+        "a later update": event("customer.subscription.updated",
+                                subscription(id="sub_S", customer="cus_S", status="past_due"), created=NOW - 5),
+        "invoice.paid (reads the subscription)": event("invoice.paid", invoice, created=NOW),
+    }
+    for name, evt in budgets.items():
+        statements = _statements_while_applying(app, evt)
+        assert len(statements) <= 10, (name, "\n".join(statements))
+    with app.app_context():
+        assert get_session().scalar(select(func.count(StripeEvent.id)).where(StripeEvent.status == "done")) == 3
+
+
+def test_the_webhook_only_stores_and_the_worker_applies(app, client):
+    member = make_account(app, customer="cus_Q")
+    evt = event("customer.subscription.created", subscription(id="sub_Q", customer="cus_Q", status="active"))
+    resp = post_event(client, evt, apply=False)
+    assert resp.status_code == 200 and resp.json == {"received": True, "duplicate": False}
+    with app.app_context():
+        row = get_session().scalars(select(StripeEvent)).one()
+        assert (row.status, row.outcome) == ("pending", "received")
+        assert get_session().get(Account, member).membership.status == MembershipStatus.PENDING
+    assert apply_events(app).applied == 1
+    with app.app_context():
+        assert get_session().get(Account, member).membership.status == MembershipStatus.ACTIVE
+
+
+def test_worker_once_applies_everything_due_and_exits(app, runner):
+    make_account(app, customer="cus_O")
+    client = app.test_client()
+    for i, status in enumerate(("active", "past_due", "active")):
+        post_event(client, event("customer.subscription.updated",
+                                 subscription(id="sub_O", customer="cus_O", status=status), created=NOW + i), apply=False)
+    result = runner.invoke(args=["worker", "--once"])
+    assert result.exit_code == 0, result.output
+    assert "stripe events: applied" in result.output and result.output.strip().endswith("nothing more is due")
+    with app.app_context():
+        assert get_session().scalar(select(func.count(StripeEvent.id)).where(StripeEvent.status == "done")) == 3
+
+
+def test_readyz_reports_each_queue_and_staff_see_when_the_worker_is_behind(app, client):
+    make_account(app, customer="cus_R")
+    post_event(client, event("customer.subscription.created",
+                             subscription(id="sub_R", customer="cus_R", status="active")), apply=False)
+    body = client.get("/readyz").json
+    assert set(body["queues"]) == {"stripe_events", "newsletter", "exports"}
+    assert body["queues"]["stripe_events"]["depth"] == 1
+    assert body["queues"]["stripe_events"]["oldest_age_seconds"] >= 0
+    staff = client_as(app, "staff")
+    assert "Stripe events are waiting" not in staff.get("/staff").get_data(as_text=True)
+    with app.app_context():  # six minutes later, nobody has applied it
+        from datetime import timedelta
+
+        get_session().execute(update(StripeEvent).values(received_at=utcnow() - timedelta(minutes=6)))
+        get_session().commit()
+    assert "Stripe events are waiting" in staff.get("/staff").get_data(as_text=True)
+    apply_events(app)
+    assert client.get("/readyz").json["queues"]["stripe_events"] == {"depth": 0, "oldest_age_seconds": None}
+
+
+def _postgres_only(database_url):
+    if not database_url.startswith("postgresql"):
+        pytest.skip("workers racing on claimed rows: PostgreSQL (SKIP LOCKED)")
+
+
+def test_two_workers_racing_on_one_customers_events_never_apply_out_of_order_or_twice(app, database_url):
+    """Eight workers, one customer with a long run of events arriving out of order."""
+    _postgres_only(database_url)
+    from service.billing import queue
+    from service.billing.runtime import get_gateway
+    from service.db import close_session
+
+    member = make_account(app, customer="cus_T")
+    client = app.test_client()
+    statuses = ["active", "past_due", "active", "unpaid", "active", "past_due", "active", "canceled"]
+    created = [NOW + i for i in range(len(statuses))]
+    for i in (3, 0, 7, 1, 5, 2, 6, 4):  # delivered in a scrambled order
+        kind = "deleted" if statuses[i] == "canceled" else "updated"
+        post_event(client, event(f"customer.subscription.{kind}", subscription(
+            id="sub_T", customer="cus_T", status=statuses[i]), created=created[i]), apply=False)
+    applied_order: list[int] = []
+    lock = threading.Lock()
+    original = queue.apply_event
+
+    def recording(session, gateway, claimed, report):
+        with lock:
+            applied_order.append(claimed.payload["created"])
+        return original(session, gateway, claimed, report)
+
+    barrier = threading.Barrier(8)
+
+    def work():
+        with app.app_context():
+            barrier.wait()
+            try:
+                while queue.run_due(get_session(), get_gateway(), batch=5).touched:
+                    pass
+            finally:
+                close_session()
+
+    queue.apply_event = recording
+    try:
+        threads = [threading.Thread(target=work) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        queue.apply_event = original
+    assert applied_order == sorted(applied_order) == created  # in Stripe's order, each once
+    with app.app_context():
+        assert get_session().get(Account, member).membership.status == MembershipStatus.CANCELED
+        assert get_session().scalar(select(func.count(StripeEvent.id)).where(StripeEvent.status != "done")) == 0
+
+
+def test_a_worker_killed_mid_batch_loses_nothing(app, database_url, tmp_path):
+    """A real `flask worker` process, SIGKILLed while applying: its claims expire and a second
+    worker applies every event, each once (one DAWNS enrolment per member, not two)."""
+    _postgres_only(database_url)
+    members = [make_account(app, email=f"k{i}@example.org", customer=f"cus_K{i}") for i in range(60)]
+    client = app.test_client()
+    for i in range(60):
+        post_event(client, event("customer.subscription.created", subscription(
+            id=f"sub_K{i}", customer=f"cus_K{i}", status="active"), created=NOW), apply=False)
+    env = {**os.environ, "DATABASE_URL": database_url, "SECRET_KEY": "k", "STRIPE_SECRET_KEY": "sk_test_k",
+           "STRIPE_PRICE_ID": "price_test_monthly", "STRIPE_PRODUCT_ID": "prod_test_membership",
+           "STRIPE_EVENT_LEASE_SECONDS": "2", "NEWSLETTER_LEASE_SECONDS": "2", "WORKER_POLL_SECONDS": "0.2",
+           "NEWSLETTER_LOG_PATH": str(tmp_path / "nl.jsonl")}
+    flask = str(Path(sys.executable).parent / "flask")
+    proc = subprocess.Popen([flask, "--app", "wsgi", "worker", "--batch", "25"], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def done() -> int:
+        with app.app_context():
+            n = get_session().scalar(select(func.count(StripeEvent.id)).where(StripeEvent.status == "done"))
+            get_session().close()
+        return n
+
+    assert poll(lambda: done() >= 5, timeout=60)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    assert done() < 60, "the worker finished before it could be killed; use more events"
+    again = subprocess.run([flask, "--app", "wsgi", "worker", "--once"], cwd=ROOT, env=env, timeout=120,
+                           capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-2000:]
+    if done() < 60:  # a claim of the killed worker still had its lease: wait it out, run again
+        time.sleep(2.5)
+        subprocess.run([flask, "--app", "wsgi", "worker", "--once"], cwd=ROOT, env=env, timeout=120, check=True,
+                       capture_output=True)
+    assert done() == 60
+    with app.app_context():
+        s = get_session()
+        for member in members:
+            assert s.get(Account, member).membership.status == MembershipStatus.ACTIVE
+        enrolments = s.execute(select(NewsletterOutbox.account_id, func.count()).where(
+            NewsletterOutbox.action == "subscribed").group_by(NewsletterOutbox.account_id)).all()
+        assert sorted(enrolments) == [(m, 1) for m in sorted(members)]
