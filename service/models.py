@@ -13,7 +13,7 @@ from sqlalchemy import JSON, Boolean, Enum, ForeignKey, Index, Integer, String, 
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .db import Base, utcnow
-from .domain.membership import Interval, Level as LevelTerms, MembershipStatus, Role, entitled
+from .domain.membership import Comp, Interval, Level as LevelTerms, MembershipStatus, Role, entitled
 
 
 # `snapshot_at` of a subscription row made before anything was read for it.
@@ -85,7 +85,8 @@ class Membership(Base):
     __tablename__ = "memberships"
     # The paywall reads status and paid_through by account: answered from the index alone.
     __table_args__ = (
-        Index("ix_memberships_paywall", "account_id", postgresql_include=["status", "paid_through", "level_name"]),
+        Index("ix_memberships_paywall", "account_id",
+              postgresql_include=["status", "paid_through", "level_name", "comped_at", "comped_until"]),
         # The staff list: join date then id, all members or one state at a time; the ids of a
         # page (even page 2,000) come from these indexes alone (see membership/directory.py).
         Index("ix_memberships_joined", "created_at", "account_id"),
@@ -132,7 +133,8 @@ class Membership(Base):
     account: Mapped[Account] = relationship(back_populates="membership")
 
     def entitled_at(self, now: datetime, grace: timedelta) -> bool:
-        return entitled(self.status, self.paid_through, now, grace)
+        return entitled(self.status, self.paid_through, now, grace,
+                        Comp(granted=self.comped_at is not None, until=self.comped_until))
 
     @property
     def level(self) -> LevelTerms | None:
@@ -174,6 +176,8 @@ class StripeSubscription(Base):
     # "quantity"}]. Which of them count for membership is the catalogue's call, at recompute.
     items: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     current_period_end: Mapped[datetime | None]
+    # Where the current period began: for a subscription behind on payment, the paid time ended here.
+    current_period_start: Mapped[datetime | None]
     cancel_at_period_end: Mapped[bool] = mapped_column(Boolean, default=False)
     cancel_at: Mapped[datetime | None]
     canceled_at: Mapped[datetime | None]

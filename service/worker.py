@@ -13,6 +13,7 @@ import logging
 import select as select_module
 import signal
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -25,12 +26,14 @@ from .billing import queue as stripe_queue
 from .billing.runtime import get_gateway
 from .db import close_session, get_engine, get_session
 from .membership import exports
+from .membership.service import recompute_ended
 from .newsletter.outbox import sync_once
 from .newsletter.runtime import get_provider
 
 log = logging.getLogger("service.worker")
 
 CHANNEL = "dawns_worker"
+EXPIRY_CHECK_SECONDS = 60.0
 
 
 @dataclass
@@ -40,12 +43,13 @@ class PassReport:
     newsletter_retried: int = 0
     newsletter_failed: int = 0
     exports: int = 0
+    recomputed: int = 0
     errors: list[str] = field(default_factory=list)
 
     @property
     def did_something(self) -> bool:
         return bool(self.stripe.touched or self.newsletter_delivered or self.newsletter_retried
-                    or self.newsletter_failed or self.exports)
+                    or self.newsletter_failed or self.exports or self.recomputed)
 
     def words(self) -> str:
         s = self.stripe
@@ -79,7 +83,15 @@ def one_pass(batch: int = 100) -> PassReport:
     def export_jobs() -> None:
         report.exports = exports.run_due(get_session())
 
+    def ended_entitlements() -> None:
+        # Grace periods and comps that ran out since the last look: at most once a minute.
+        last = current_app.extensions.get("worker_last_expiry_check", 0.0)
+        if time.monotonic() - last >= EXPIRY_CHECK_SECONDS:
+            current_app.extensions["worker_last_expiry_check"] = time.monotonic()
+            report.recomputed = recompute_ended(get_session())
+
     stage("stripe events", stripe_events)
+    stage("ended entitlements", ended_entitlements)
     stage("newsletter", newsletter)
     stage("exports", export_jobs)
     return report

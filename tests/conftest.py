@@ -134,8 +134,8 @@ def _seed_catalogue(app) -> None:
     from service.db import get_session
     from service.membership import catalogue
 
-    with app.app_context():
-        catalogue.ensure(get_session(), get_gateway())
+    with app.app_context():  # as the service does on first use
+        catalogue.ensure_once(get_session(), get_gateway())
         get_session().commit()
 
 

@@ -1,7 +1,9 @@
 """queues and search: stored Stripe events wait for the worker, export jobs, search indexes
 
 Reviewed: events stored before this revision were applied when they arrived, so they are
-`done`. Each membership gets its newest live Stripe customer (lists read it without a query per
+`done`. Subscriptions learn where their current period began (for one behind on payment, the
+paid time ends there) at their next event or `stripe reconcile`; until then the period's end
+stands in, as before. Each membership gets its newest live Stripe customer (lists read it without a query per
 row). On PostgreSQL the email index gets text_pattern_ops (prefix search under any collation)
 and names get a pg_trgm GIN index (substring search); SQLite keeps plain LIKE.
 
@@ -48,8 +50,15 @@ def upgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_accounts_created_at'))
         batch_op.create_index('ix_accounts_created_at', ['created_at', 'id'], unique=False)
 
+    with op.batch_alter_table('stripe_subscriptions', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('current_period_start', service.db.UTCDateTime(timezone=True), nullable=True))
+
     with op.batch_alter_table('memberships', schema=None) as batch_op:
         batch_op.add_column(sa.Column('stripe_customer_id', sa.String(length=255), nullable=True))
+        # The paywall's read also needs the comp (a live comp is a floor): still index-only.
+        batch_op.drop_index('ix_memberships_paywall', postgresql_include=['status', 'paid_through', 'level_name'])
+        batch_op.create_index('ix_memberships_paywall', ['account_id'], unique=False,
+                              postgresql_include=['status', 'paid_through', 'level_name', 'comped_at', 'comped_until'])
         batch_op.drop_index('ix_memberships_status')
         batch_op.create_index('ix_memberships_joined', ['created_at', 'account_id'], unique=False)
         batch_op.create_index('ix_memberships_status_joined', ['status', 'created_at', 'account_id'], unique=False)
@@ -96,7 +105,14 @@ def downgrade() -> None:
         batch_op.drop_column('attempts')
         batch_op.drop_column('status')
 
+    with op.batch_alter_table('stripe_subscriptions', schema=None) as batch_op:
+        batch_op.drop_column('current_period_start')
+
     with op.batch_alter_table('memberships', schema=None) as batch_op:
+        batch_op.drop_index('ix_memberships_paywall',
+                            postgresql_include=['status', 'paid_through', 'level_name', 'comped_at', 'comped_until'])
+        batch_op.create_index('ix_memberships_paywall', ['account_id'], unique=False,
+                              postgresql_include=['status', 'paid_through', 'level_name'])
         batch_op.drop_index('ix_memberships_status_joined')
         batch_op.drop_index('ix_memberships_joined')
         batch_op.create_index('ix_memberships_status', ['status'], unique=False)

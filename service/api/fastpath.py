@@ -93,10 +93,10 @@ class EntitlementFastPath:
             return 422, error_body("validation_error", "Invalid query parameters.", fields=fields), []
         if member is None:
             return 404, error_body("not_found", "No member with that email or id."), []
-        status, paid_through, level = member
         # Entitled at this moment (SPEC "Membership states"): grace and comp ends need no job.
-        return 200, _answer.dump({"entitled": entitled(status, paid_through, utcnow(), self.grace),
-                                  "status": status.value, "paid_through": paid_through, "level": level}), []
+        return 200, _answer.dump({
+            "entitled": entitled(member.status, member.paid_through, utcnow(), self.grace, member.comp),
+            "status": member.status.value, "paid_through": member.paid_through, "level": member.level}), []
 
 
 def _denied(denied: auth.Denied) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:

@@ -3,6 +3,7 @@ together on an autocommit connection, straight on the driver (see fastpath.py)."
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -10,13 +11,22 @@ from sqlalchemy import bindparam, select, true
 from sqlalchemy.exc import DBAPIError
 
 from ..accounts import api_tokens
-from ..domain.membership import MembershipStatus
+from ..domain.membership import Comp, MembershipStatus
 from ..models import Account, ApiToken, Membership
 from . import auth
 
 
+@dataclass(frozen=True)
+class MemberRow:
+    status: MembershipStatus
+    paid_through: datetime | None
+    level: str | None
+    comp: Comp
+
+
 def _member_statement(by_id: bool):
-    member = (select(Membership.status, Membership.paid_through, Membership.level_name)
+    member = (select(Membership.status, Membership.paid_through, Membership.level_name, Membership.comped_at,
+                     Membership.comped_until)
               .join(Account, Account.id == Membership.account_id))
     return member.where(Account.id == bindparam("member_id") if by_id else Account.email == bindparam("email"))
 
@@ -25,7 +35,8 @@ def _lookup_statement(by_id: bool):
     """The token's row joined with the member's membership (bound parameters, built once)."""
     member = _member_statement(by_id).subquery()
     return (select(ApiToken.id, ApiToken.token_hash, ApiToken.revoked_at, ApiToken.scopes,
-                   member.c.status, member.c.paid_through, member.c.level_name)
+                   member.c.status, member.c.paid_through, member.c.level_name, member.c.comped_at,
+                   member.c.comped_until)
             .outerjoin(member, true())
             .where(ApiToken.token_hash == bindparam("digest")))
 
@@ -40,7 +51,7 @@ def entitlement_lookup(engines: tuple, digest: str, *, email: str | None, member
                        cache_seconds: float = 0.0):
     """The paywall's one statement: the token's row and the member's membership together (or
     the membership alone while the token is known to be live). Returns (verdict, member), where
-    member is (status, paid_through, level name), or None when no such member."""
+    member is a MemberRow, or None when no such member."""
     engine, write_engine = engines
     caller = auth.live_tokens.get(digest, cache_seconds)
     if member_id is not None:
@@ -61,8 +72,9 @@ def entitlement_lookup(engines: tuple, digest: str, *, email: str | None, member
         api_tokens.note_use(verdict.token_id, write_engine)
     if member is None or member[0] is None:
         return verdict, None
-    status, paid_through, level = member
-    return verdict, (MembershipStatus(status), _as_utc(paid_through), level)
+    status, paid_through, level, comped_at, comped_until = member
+    return verdict, MemberRow(MembershipStatus(status), _as_utc(paid_through), level,
+                              Comp(granted=comped_at is not None, until=_as_utc(comped_until)))
 
 
 _thread = threading.local()

@@ -28,6 +28,8 @@ from .snapshots import id_of
 log = logging.getLogger("service.billing")
 
 RECENT = timedelta(hours=24)
+# Stripe subscription statuses that still bill (or retry): a second one would charge twice.
+BILLING = frozenset({"active", "trialing", "past_due", "unpaid", "paused"})
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,17 @@ def _refuse_a_second_checkout(session: Session, gateway: BillingGateway, account
         # The subscription still exists (paid, retried, paused or unpaid): a second one would
         # charge twice. Those are settled in "Manage billing".
         raise AlreadyMember('You already have a membership subscription: use "Manage billing" to update it.')
+    # The subscriptions themselves, not only the stored state (a comp can stand in front of a
+    # subscription Stripe is still retrying): any that still bills, or one whose first payment
+    # is being confirmed (Stripe gives an incomplete one 23 hours).
+    counted = catalogue.current(session)
+    for sub in session.scalars(select(StripeSubscription).where(StripeSubscription.account_id == account.id)):
+        if not any(counted.counts(price_of_item(i)) for i in (sub.items or [{"price": sub.price_id}])):
+            continue
+        if sub.status in BILLING or (sub.status == "incomplete" and sub.stripe_created_at
+                                     and sub.stripe_created_at > utcnow() - RECENT):
+            raise AlreadyMember("A payment for your membership is already under way or active: use "
+                                '"Manage billing" to see it.')
     recent = session.scalars(select(CheckoutSession).where(
         CheckoutSession.account_id == account.id, CheckoutSession.ours.is_(True), CheckoutSession.status == "open",
         CheckoutSession.created_at > utcnow() - RECENT)).all()
@@ -137,7 +150,15 @@ def _refuse_a_second_checkout(session: Session, gateway: BillingGateway, account
             if exc.retryable:
                 raise
             continue  # Stripe no longer knows it: it completed nothing
+        if checkout.get("status") == "open":
+            # Still payable: close it, so that the reader cannot pay both the old one and the new.
+            gateway.expire_checkout_session(record.stripe_id)
+            record.status = "expired"
+            session.commit()
+            continue
         if checkout.get("status") != "complete":
+            record.status = checkout.get("status") or record.status
+            session.commit()
             continue
         fulfil_checkout_session(session, gateway, checkout, for_account=account)
         session.commit()
@@ -152,7 +173,7 @@ def start_checkout(account: Account, choice: Choice) -> str:
         raise AlreadyMember("Staff accounts do not hold memberships.")
     session = get_session()
     gateway = get_gateway()
-    catalogue.ensure(session, gateway)
+    catalogue.ensure_once(session, gateway)
     _refuse_a_second_checkout(session, gateway, account)
     base = current_app.config["PUBLIC_BASE_URL"]
     req = CheckoutRequest(
@@ -222,8 +243,12 @@ def change_level(account: Account, choice: Choice) -> None:
     Stripe's `customer.subscription.updated` confirms it, like every other change."""
     session = get_session()
     membership = account.membership
-    if membership is None or membership.status not in PAYING or not membership.stripe_subscription_id:
+    if membership is None or not membership.stripe_subscription_id:
         raise BillingError("There is no membership subscription to change: join first.", retryable=False)
+    if membership.status != MembershipStatus.ACTIVE:
+        # Behind on payment: settle that first ("Manage billing"), a new level cannot skip it.
+        raise BillingError('Your last payment has not gone through: update your card in "Manage billing" '
+                           "first, then change your level.", retryable=False)
     row = session.scalars(select(StripeSubscription).where(
         StripeSubscription.stripe_id == membership.stripe_subscription_id)).first()
     counted = catalogue.current(session)

@@ -73,6 +73,7 @@ class CheckoutRequest:
 class BillingGateway(Protocol):
     def create_checkout_session(self, req: CheckoutRequest) -> dict[str, Any]: ...
     def retrieve_checkout_session(self, session_id: str) -> dict[str, Any]: ...
+    def expire_checkout_session(self, session_id: str) -> dict[str, Any]: ...
     def retrieve_subscription(self, subscription_id: str) -> Fetched: ...
     def list_subscriptions(self, starting_after: str | None = None, limit: int = 100,
                            customer: str | None = None) -> Fetched: ...
@@ -173,9 +174,13 @@ class StripeGateway:
 
     def update_subscription_price(self, subscription_id: str, item_id: str, line: LineItem) -> dict[str, Any]:
         # Swap the item's price, prorated: https://docs.stripe.com/billing/subscriptions/change-price
+        # pending_if_incomplete: the change takes effect only once its invoice is paid; an unpaid
+        # switch (monthly to yearly bills at once) must not buy a fresh period of access
+        # (https://docs.stripe.com/billing/subscriptions/pending-updates).
         item = {"id": item_id, **line.params()}
         return self._call(self.client.v1.subscriptions.update, subscription_id,
-                          {"items": [item], "proration_behavior": "create_prorations"})
+                          {"items": [item], "proration_behavior": "create_prorations",
+                           "payment_behavior": "pending_if_incomplete"})
 
     def cancel_subscription(self, subscription_id: str, at_period_end: bool) -> dict[str, Any]:
         if at_period_end:
@@ -204,6 +209,10 @@ class StripeGateway:
         self._call(self.client.v1.payment_methods.attach, pm["id"], {"customer": customer_id})
         self.update_customer(customer_id, {"invoice_settings": {"default_payment_method": pm["id"]}})
         return pm["id"]
+
+    def expire_checkout_session(self, session_id: str) -> dict[str, Any]:
+        # An open Checkout Session can be paid until it expires: https://docs.stripe.com/api/checkout/sessions/expire
+        return self._call(self.client.v1.checkout.sessions.expire, session_id)
 
     def create_portal_session(self, customer_id: str, return_url: str) -> dict[str, Any]:
         # https://docs.stripe.com/api/customer_portal/sessions/create

@@ -158,6 +158,7 @@ def _copy_snapshot(row: StripeSubscription, snap: SubscriptionSnapshot, snapshot
     row.price_id = snap.price_id
     row.items = [dict(i) for i in snap.items]
     row.current_period_end = snap.current_period_end
+    row.current_period_start = snap.current_period_start
     row.cancel_at_period_end = snap.cancel_at_period_end
     row.cancel_at = snap.cancel_at
     row.canceled_at = snap.canceled_at

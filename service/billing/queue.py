@@ -165,8 +165,12 @@ def _retry(session: Session, event_id: int, error: str, report: QueueReport) -> 
 def run_due(session: Session, gateway: BillingGateway, *, batch: int = 100) -> QueueReport:
     """Apply what is due now (each event at most once in this pass)."""
     report = QueueReport()
-    catalogue.ensure_once(session, gateway)
-    session.commit()
+    try:
+        catalogue.ensure_once(session, gateway)
+        session.commit()
+    except BillingError as exc:  # Stripe unreachable: judge with the catalogue as it stands
+        session.rollback()
+        log.warning("catalogue not refreshed (%s); applying events with the catalogue as it stands", exc.detail)
     lease = current_app.config["STRIPE_EVENT_LEASE_SECONDS"]
     attempted: set[int] = set()
     while True:

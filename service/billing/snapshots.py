@@ -30,6 +30,7 @@ class SubscriptionSnapshot:
     status: str
     current_period_end: datetime | None
     cancel_at_period_end: bool
+    current_period_start: datetime | None
     cancel_at: datetime | None
     canceled_at: datetime | None
     ended_at: datetime | None
@@ -71,14 +72,19 @@ def snapshot_from_subscription(obj: Mapping[str, Any]) -> SubscriptionSnapshot:
     subscription itself. We take the latest item period and fall back to the old field.
     """
     items = ((obj.get("items") or {}).get("data")) or []
-    item_ends = [it.get("current_period_end") for it in items if it.get("current_period_end")]
-    period_end = max(item_ends) if item_ends else obj.get("current_period_end")
+    periods = [(it.get("current_period_end"), it.get("current_period_start")) for it in items
+               if it.get("current_period_end")]
+    if periods:
+        period_end, period_start = max(periods, key=lambda p: p[0])
+    else:
+        period_end, period_start = obj.get("current_period_end"), obj.get("current_period_start")
     return SubscriptionSnapshot(
         id=str(obj["id"]),
         customer_id=str(id_of(obj.get("customer"))),
         status=str(obj["status"]),
         current_period_end=ts(period_end),
         cancel_at_period_end=bool(obj.get("cancel_at_period_end")),
+        current_period_start=ts(period_start),
         cancel_at=ts(obj.get("cancel_at")),
         canceled_at=ts(obj.get("canceled_at")),
         ended_at=ts(obj.get("ended_at")),

@@ -7,27 +7,31 @@ Customer Portal. So this twin keeps the `BillingGateway` Protocol and:
   product);
 - leaves everything else to the real client against localstripe.
 
-A demo checkout session id is signed and short: it names the localstripe customer and a
-nonce; what Checkout would hold (the member, the line, the return URLs) is kept on that
-customer's metadata, and the subscription the demo page makes carries the nonce.
+A demo checkout session id is signed, timed (like a Checkout Session, it expires after 24 hours)
+and short: it names the localstripe customer, a nonce, the plan and the quantity; the member
+and the return URLs are kept on that customer's metadata, and the subscription the demo page
+makes carries the nonce. A portal link lasts an hour.
 """
 from __future__ import annotations
 
 import secrets
 from typing import Any
 
-from itsdangerous import BadSignature, URLSafeSerializer
+from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from ..billing.gateway import BillingError, CheckoutRequest, LineItem, StripeGateway
 
 SESSION_PREFIX = "cs_demo_"
+SESSION_MAX_AGE = 24 * 3600
+PORTAL_MAX_AGE = 3600
 
 
 class DemoGateway(StripeGateway):
     def __init__(self, *, secret_key: str, public_base_url: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.public_base_url = public_base_url.rstrip("/")
-        self._signer = URLSafeSerializer(secret_key, salt="demo-checkout")
+        self._signer = URLSafeTimedSerializer(secret_key, salt="demo-checkout")
+        self._portal_signer = URLSafeTimedSerializer(secret_key, salt="demo-portal")
 
     # --- Prices are Plans in localstripe ------------------------------------------------------
 
@@ -72,20 +76,20 @@ class DemoGateway(StripeGateway):
         if not session_id.startswith(SESSION_PREFIX):
             raise BillingError("Unknown checkout session.", retryable=False)
         try:
-            return self._signer.loads(session_id[len(SESSION_PREFIX):])
-        except BadSignature:
-            raise BillingError("Unknown checkout session.", retryable=False) from None
+            return self._signer.loads(session_id[len(SESSION_PREFIX):], max_age=SESSION_MAX_AGE)
+        except BadSignature:  # also when expired (SignatureExpired is a BadSignature)
+            raise BillingError("Unknown or expired checkout session.", retryable=False) from None
 
     def create_checkout_session(self, req: CheckoutRequest) -> dict[str, Any]:
         nonce = secrets.token_hex(6)
         details = {"member_id": str(req.member_id), "demo_success_url": req.success_url,
-                   "demo_cancel_url": req.cancel_url, "demo_plan": self._plan_for(req.line),
-                   "demo_quantity": str(req.line.quantity), **req.metadata}
+                   "demo_cancel_url": req.cancel_url, **req.metadata}
         if req.customer_id:
             customer = self.update_customer(req.customer_id, {"metadata": details})["id"]
         else:
             customer = self.create_customer(req.email, details)["id"]
-        session_id = self.encode_session({"c": customer, "n": nonce})
+        session_id = self.encode_session({"c": customer, "n": nonce, "p": self._plan_for(req.line),
+                                          "q": req.line.quantity})
         return {"id": session_id, "object": "checkout.session", "mode": "subscription", "status": "open",
                 "url": f"{self.public_base_url}/demo/checkout/{session_id}"}
 
@@ -94,11 +98,18 @@ class DemoGateway(StripeGateway):
         token = self.decode_session(session_id)
         customer = self.retrieve_customer(token["c"])
         metadata = customer.get("metadata") or {}
-        plan = self.retrieve_price(metadata["demo_plan"]) if metadata.get("demo_plan") else None
         return {"customer": token["c"], "nonce": token["n"], "email": customer.get("email"),
-                "member_id": metadata.get("member_id"), "plan": plan,
-                "quantity": int(metadata.get("demo_quantity") or 1),
+                "member_id": metadata.get("member_id"), "plan": self.retrieve_price(token["p"]),
+                "quantity": int(token.get("q") or 1),
+                "expired": token["n"] in (metadata.get("demo_expired") or "").split(","),
                 "success_url": metadata.get("demo_success_url", ""), "cancel_url": metadata.get("demo_cancel_url", "")}
+
+    def expire_checkout_session(self, session_id: str) -> dict[str, Any]:
+        data = self.demo_session(session_id)
+        expired = [n for n in (self.retrieve_customer(data["customer"]).get("metadata") or {})
+                   .get("demo_expired", "").split(",") if n]
+        self.update_customer(data["customer"], {"metadata": {"demo_expired": ",".join([*expired, data["nonce"]][-20:])}})
+        return {"id": session_id, "object": "checkout.session", "status": "expired"}
 
     def demo_subscription(self, data: dict[str, Any]) -> dict[str, Any] | None:
         """The subscription the demo page made for this session, if it went through."""
@@ -122,7 +133,7 @@ class DemoGateway(StripeGateway):
             "customer": data["customer"],
             "customer_email": data["email"],
             "subscription": subscription["id"] if subscription else None,
-            "status": "complete" if complete else "open",
+            "status": "complete" if complete else ("expired" if data["expired"] else "open"),
             "payment_status": "paid" if complete else "unpaid",
             "metadata": {"member_id": data["member_id"]},
         }
@@ -134,6 +145,8 @@ class DemoGateway(StripeGateway):
         data = self.demo_session(session_id)
         if self.demo_subscription(data) is not None:
             return  # paid already (a second click, or the back button)
+        if data["expired"]:
+            raise BillingError("This checkout has expired: start again from your account.", retryable=False)
         self.save_card(data["customer"], card)
         plan = data["plan"]["id"] if data["plan"] else None
         if plan is None:
@@ -147,14 +160,14 @@ class DemoGateway(StripeGateway):
     # --- the Customer Portal: a demo page -----------------------------------------------------
 
     def create_portal_session(self, customer_id: str, return_url: str) -> dict[str, Any]:
-        token = self._signer.dumps({"customer": customer_id, "return_url": return_url})
+        token = self._portal_signer.dumps({"customer": customer_id, "return_url": return_url})
         return {"object": "billing_portal.session", "url": f"{self.public_base_url}/demo/portal/{token}"}
 
     def decode_portal(self, token: str) -> dict[str, Any]:
         try:
-            return self._signer.loads(token)
+            return self._portal_signer.loads(token, max_age=PORTAL_MAX_AGE)
         except BadSignature:
-            raise BillingError("Unknown portal session.", retryable=False) from None
+            raise BillingError("Unknown or expired portal session.", retryable=False) from None
 
 
 class DemoCardDeclined(BillingError):

@@ -110,10 +110,9 @@ def membership_status_for_stripe(stripe_status: str) -> MembershipStatus:
         raise ValueError(f"unknown Stripe subscription status {stripe_status!r}") from None
 
 
-def entitled(status: MembershipStatus | str, paid_through: datetime | None, now: datetime,
-             grace: timedelta) -> bool:
-    """Does this membership entitle at `now`? The read-time rule, for every reader of it."""
-    until = ENTITLEMENT[MembershipStatus(status)]
+def _state_entitles(status: MembershipStatus, paid_through: datetime | None, now: datetime,
+                    grace: timedelta) -> bool:
+    until = ENTITLEMENT[status]
     if until is Until.ALWAYS:
         return True
     if until is Until.NEVER:
@@ -123,6 +122,25 @@ def entitled(status: MembershipStatus | str, paid_through: datetime | None, now:
     if until is Until.PAID_THROUGH_AND_GRACE:
         return now < paid_through + grace
     return now < paid_through
+
+
+def standing(status: MembershipStatus | str, paid_through: datetime | None, now: datetime, grace: timedelta,
+             comp: "Comp | None" = None) -> tuple[bool, "Via | None"]:
+    """Entitled at `now`, and through what: the read-time rule, for every reader of it.
+
+    A staff comp is a floor: when the stored state stops entitling (a grace period runs out
+    between two events), a comp that is still live keeps the member entitled."""
+    status = MembershipStatus(status)
+    if _state_entitles(status, paid_through, now, grace):
+        return True, Via.COMP if status == MembershipStatus.COMPED else Via.MEMBERSHIP
+    if comp is not None and comp.active(now):
+        return True, Via.COMP
+    return False, None
+
+
+def entitled(status: MembershipStatus | str, paid_through: datetime | None, now: datetime,
+             grace: timedelta, comp: "Comp | None" = None) -> bool:
+    return standing(status, paid_through, now, grace, comp)[0]
 
 
 def describe(status: MembershipStatus | str) -> str:
@@ -205,6 +223,7 @@ class Subscription:
     ended_at: datetime | None = None
     created_at: datetime | None = None
     customer_deleted: bool = False
+    current_period_start: datetime | None = None
 
     @property
     def status(self) -> MembershipStatus:
@@ -238,11 +257,14 @@ class Derived:
     cancel_at_period_end: bool = False
     subscription_id: str | None = None
     level: Level | None = None
-    via: Via | None = None
     paying_twice: bool = False
+    comp: Comp = Comp()
+
+    def standing(self, now: datetime, grace: timedelta) -> tuple[bool, Via | None]:
+        return standing(self.status, self.paid_through, now, grace, self.comp)
 
     def entitled(self, now: datetime, grace: timedelta) -> bool:
-        return entitled(self.status, self.paid_through, now, grace)
+        return self.standing(now, grace)[0]
 
 
 def derive(parts: Parts) -> Derived:
@@ -266,23 +288,34 @@ def derive(parts: Parts) -> Derived:
     comp_on = parts.comp.active(now)
     if current is not None and (paying(current) or not comp_on):
         ends = (current.cancel_at_period_end or current.cancel_at is not None) and not current.customer_deleted
-        # Paid through the period's end, or an earlier cancel date, or the day it ended (canceled now).
-        ends_at = [d for d in (current.current_period_end, current.cancel_at, current.ended_at) if d is not None]
         price = next(p for p in current.prices if parts.catalogue.counts(p))
         return Derived(
             status=current.status,
-            paid_through=min(ends_at) if ends_at else None,
+            paid_through=paid_through(current),
             cancel_at_period_end=ends,
             subscription_id=current.id,
             level=parts.catalogue.level_for(price) if current.status != MembershipStatus.PENDING else None,
-            via=Via.MEMBERSHIP if paying(current) else None,
             paying_twice=len(payers) > 1,
+            comp=parts.comp,
         )
     if comp_on:
-        return Derived(MembershipStatus.COMPED, paid_through=parts.comp.until, via=Via.COMP)
-    return Derived(MembershipStatus.PENDING)
+        return Derived(MembershipStatus.COMPED, paid_through=parts.comp.until, comp=parts.comp)
+    return Derived(MembershipStatus.PENDING, comp=parts.comp)
+
+
+# States whose subscription is behind on payment: the last paid period ended when the current
+# (invoiced, unpaid) one began. Stripe moves the period forward at renewal, before charging:
+# https://docs.stripe.com/billing/subscriptions/overview#subscription-statuses
+UNPAID_PERIOD = frozenset({MembershipStatus.PAST_DUE, MembershipStatus.LAPSED, MembershipStatus.PAUSED})
+
+
+def paid_through(s: Subscription) -> datetime | None:
+    """How far the subscription is paid: the period's end; for a subscription behind on payment,
+    the start of the unpaid period; never past a cancel date or the day it ended."""
+    period = s.current_period_start if s.status in UNPAID_PERIOD and s.current_period_start else s.current_period_end
+    ends_at = [d for d in (period, s.cancel_at, s.ended_at) if d is not None]
+    return min(ends_at) if ends_at else None
 
 
 def _sub_entitles(s: Subscription, now: datetime, grace: timedelta) -> bool:
-    ends_at = [d for d in (s.current_period_end, s.cancel_at) if d is not None]
-    return entitled(s.status, min(ends_at) if ends_at else None, now, grace)
+    return _state_entitles(s.status, paid_through(s), now, grace)

@@ -38,7 +38,7 @@ def _catalogue() -> dict:
     """The public levels and the "give more" minimums, for the level forms."""
     session = get_session()
     try:
-        catalogue.ensure(session, get_gateway())
+        catalogue.ensure_once(session, get_gateway())
         session.commit()
     except BillingError:
         session.rollback()  # Stripe unreachable: offer what the catalogue already has

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from ..domain.membership import Catalogue, Interval, Level as Terms
@@ -53,8 +53,14 @@ def price_facts(price: dict[str, Any]) -> PriceFacts:
     recurring = price.get("recurring") or {}
     interval = recurring.get("interval") or price.get("interval")
     amount = price.get("unit_amount", price.get("amount"))
-    if interval not in ("month", "year") or amount is None:
-        raise CatalogueError(f"price {price.get('id')} is not a monthly or yearly recurring price")
+    every = recurring.get("interval_count", price.get("interval_count", 1))
+    usage = recurring.get("usage_type", price.get("usage_type", "licensed"))
+    if interval not in ("month", "year") or amount is None or every != 1 or usage != "licensed" \
+            or price.get("type", "recurring") != "recurring":
+        raise CatalogueError(f"Price {price.get('id')} is not a flat monthly or yearly recurring price "
+                             "(every 1 month or 1 year, licensed).")
+    if price.get("active") is False:
+        raise CatalogueError(f"Price {price.get('id')} is archived in Stripe.")
     product = price.get("product")
     if isinstance(product, dict):
         product = product.get("id")
@@ -120,11 +126,23 @@ def ensure(session: Session, book: PriceBook) -> None:
     if _known(session, configured) and membership_product_id(session):
         return
     facts = price_facts(book.retrieve_price(configured))
+    product = current_app.config.get("STRIPE_PRODUCT_ID")
+    if product and facts.product_id != product:
+        raise CatalogueError(f"STRIPE_PRICE_ID {configured} is a price of {facts.product_id}, not of the membership "
+                             f"product STRIPE_PRODUCT_ID {product}.")
     if not _known(session, configured):
-        default = session.scalars(select(Level).where(Level.default.is_(True))).first()
+        # The level it prices: the default one, if it is still offered and of the same interval.
+        default = session.scalars(select(Level).where(Level.default.is_(True), Level.archived.is_(False),
+                                                      Level.interval == facts.interval.value)).first()
         if default is None and session.scalar(select(func.count(Level.id))):
-            default = session.scalars(select(Level).order_by(Level.position, Level.id)).first()
-        if default is None:
+            session.execute(update(Level).values(default=False))
+            default = Level(name=SEED_NAME, amount=facts.amount, currency=facts.currency,
+                            interval=facts.interval.value, stripe_price_id=facts.id, public=True,
+                            position=(session.scalar(select(func.max(Level.position))) or 0) + 1, default=True)
+            session.add(default)
+            session.flush()
+            log.info("STRIPE_PRICE_ID %s starts a new default level %s", configured, default.id)
+        elif default is None:
             default = Level(name=SEED_NAME, amount=facts.amount, currency=facts.currency,
                             interval=facts.interval.value, stripe_price_id=facts.id, public=True, position=0,
                             default=True)
@@ -149,7 +167,13 @@ def ensure_once(session: Session, book: PriceBook) -> None:
     key = (current_app.config.get("STRIPE_PRICE_ID"), current_app.config.get("STRIPE_PRODUCT_ID"))
     if key in done:
         return
-    ensure(session, book)
+    try:
+        ensure(session, book)
+    except CatalogueError as exc:
+        # A configuration mistake must not stop memberships: the catalogue as it stands (with
+        # STRIPE_PRICE_ID counting as the $5/month level) still judges every member.
+        session.rollback()
+        log.error("catalogue not refreshed from STRIPE_PRICE_ID: %s", exc)
     done.add(key)
 
 
@@ -187,6 +211,10 @@ def add(session: Session, book: PriceBook, *, name: str, amount: int, interval: 
         if _known(session, price_id):
             raise CatalogueError(f"Price {price_id} is already in the catalogue.")
         facts = price_facts(book.retrieve_price(price_id))
+        product = membership_product_id(session)
+        if product and facts.product_id != product:
+            raise CatalogueError(f"Price {price_id} belongs to {facts.product_id}, not to the membership product "
+                                 f"{product}: only membership prices can be levels.")
         if (facts.amount, facts.interval, facts.currency) != (amount, interval, currency.lower()):
             raise CatalogueError(f"Price {price_id} is {facts.amount} {facts.currency} per {facts.interval.value}, "
                                  f"not {amount} {currency.lower()} per {interval.value}.")

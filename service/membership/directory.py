@@ -8,13 +8,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select, tuple_
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select, tuple_
 from sqlalchemy.orm import Session
 
 from ..db import utcnow
-from ..domain.membership import ENTITLEMENT, MembershipStatus, Role, Until, entitled
+from ..domain.membership import MembershipStatus, Role
 from ..models import Account, Membership
-from .service import grace
+from .service import entitled_clause, grace
 
 MAX_PER_PAGE = 100
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -28,21 +28,6 @@ class MemberFilter:
     entitled: bool | None = None
     paying_twice: bool = False
     sort: str = "newest"  # newest | oldest (join date)
-
-
-def entitled_clause(now: datetime, grace_period: timedelta) -> ColumnElement[bool]:
-    """`domain.membership.entitled` as SQL, built from the same table (ENTITLEMENT)."""
-    clauses = []
-    for status, until in ENTITLEMENT.items():
-        is_status = Membership.status == status
-        if until is Until.ALWAYS:
-            clauses.append(is_status)
-        elif until is Until.PAID_THROUGH:
-            clauses.append(and_(is_status, or_(Membership.paid_through.is_(None), Membership.paid_through > now)))
-        elif until is Until.PAID_THROUGH_AND_GRACE:
-            clauses.append(and_(is_status, or_(Membership.paid_through.is_(None),
-                                               Membership.paid_through > now - grace_period)))
-    return or_(*clauses) if clauses else false()
 
 
 def _filtered(f: MemberFilter, columns: Sequence[Any]) -> Select:
@@ -177,7 +162,7 @@ def member_dict(account: Account, membership: Membership) -> dict[str, Any]:
         "email": account.email,
         "name": account.name,
         "status": membership.status.value,
-        "entitled": entitled(membership.status, membership.paid_through, utcnow(), grace()),
+        "entitled": membership.entitled_at(utcnow(), grace()),
         "level": {"name": level.name, "amount": level.amount, "currency": level.currency,
                   "interval": level.interval.value} if level else None,
         "paying_twice": membership.paying_twice,

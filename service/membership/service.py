@@ -12,17 +12,20 @@ import logging
 from datetime import datetime, timedelta
 
 from flask import current_app, has_request_context
-from sqlalchemy import and_, or_, select, text, update
+from sqlalchemy import ColumnElement, and_, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from ..db import utcnow
 from ..domain.membership import (
+    ENTITLEMENT,
+    PAYING,
     Comp,
     Derived,
     MembershipStatus,
     Parts,
     Price,
     Subscription,
+    Until,
     derive,
     entitled,
 )
@@ -42,7 +45,44 @@ def is_entitled(membership: Membership | None, now: datetime | None = None) -> b
     """Entitled at the moment of asking (a grace period or a comp that ends needs no job)."""
     if membership is None:
         return False
-    return entitled(membership.status, membership.paid_through, now or utcnow(), grace())
+    return entitled(membership.status, membership.paid_through, now or utcnow(), grace(), comp_of(membership))
+
+
+def comp_of(membership: Membership) -> Comp:
+    return Comp(granted=membership.comped_at is not None, until=membership.comped_until)
+
+
+def entitled_clause(now: datetime, grace_period: timedelta) -> ColumnElement[bool]:
+    """`domain.membership.entitled` as SQL, built from the same table (ENTITLEMENT)."""
+    clauses = []
+    for status, until in ENTITLEMENT.items():
+        is_status = Membership.status == status
+        if until is Until.ALWAYS:
+            clauses.append(is_status)
+        elif until is Until.PAID_THROUGH:
+            clauses.append(and_(is_status, or_(Membership.paid_through.is_(None), Membership.paid_through > now)))
+        elif until is Until.PAID_THROUGH_AND_GRACE:
+            clauses.append(and_(is_status, or_(Membership.paid_through.is_(None),
+                                               Membership.paid_through > now - grace_period)))
+    # A live comp keeps a member entitled whatever the stored state (domain.membership.standing).
+    clauses.append(and_(Membership.comped_at.is_not(None),
+                        or_(Membership.comped_until.is_(None), Membership.comped_until > now)))
+    return or_(*clauses)
+
+
+def recompute_ended(session: Session, limit: int = 200) -> int:
+    """A grace period or a comp ends on its own at the moment of the read; what must follow it
+    (DAWNS removal per NEWSLETTER_ON_LAPSE) needs a recompute. The worker runs this: members
+    still enrolled whose entitlement has ended are recomputed, in small batches."""
+    now = utcnow()
+    ids = session.scalars(select(Membership.account_id).where(
+        Membership.newsletter_desired == Desired.SUBSCRIBED.value, ~entitled_clause(now, grace())).limit(limit)).all()
+    for account_id in ids:
+        account = session.get(Account, account_id)
+        if account is not None:
+            recompute(session, account)
+    session.commit()
+    return len(ids)
 
 
 def membership_for(session: Session, account: Account) -> Membership:
@@ -87,7 +127,8 @@ def subscription_parts(session: Session, account_id: int) -> list[Subscription]:
         parts.append(Subscription(
             id=r.stripe_id, stripe_status=r.status, prices=tuple(price_of_item(i) for i in items),
             current_period_end=r.current_period_end, cancel_at_period_end=r.cancel_at_period_end,
-            cancel_at=r.cancel_at, ended_at=r.ended_at, created_at=r.stripe_created_at, customer_deleted=r.customer_stripe_id in deleted))
+            cancel_at=r.cancel_at, ended_at=r.ended_at, created_at=r.stripe_created_at,
+            current_period_start=r.current_period_start, customer_deleted=r.customer_stripe_id in deleted))
     return parts
 
 
@@ -101,7 +142,7 @@ def recompute(session: Session, account: Account, membership: Membership | None 
         catalogue=catalogue.current(session),
         now=now,
         grace=grace(),
-        comp=Comp(granted=membership.comped_at is not None, until=membership.comped_until),
+        comp=comp_of(membership),
     ))
     _store(session, account, membership, derived, now)
     enqueue_newsletter(session, account, membership)
@@ -122,7 +163,7 @@ def _store(session: Session, account: Account, membership: Membership, derived: 
     membership.level_amount = level.amount if level else None
     membership.level_currency = level.currency if level else None
     membership.level_interval = level.interval.value if level else None
-    membership.monthly_value = level.monthly_value if level and derived.via is not None else 0
+    membership.monthly_value = level.monthly_value if level and derived.status in PAYING else 0
     if derived.paying_twice and not membership.paying_twice:
         membership.flagged_at = now
         membership.flag_reason = "Paying twice: two subscriptions to the membership are being paid at once"

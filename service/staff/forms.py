@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from decimal import Decimal
+
 from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
@@ -11,7 +13,16 @@ from wtforms import (
     StringField,
     TextAreaField,
 )
-from wtforms.validators import DataRequired, Email, Length, NumberRange, Optional, Regexp, ValidationError
+from wtforms.validators import (
+    DataRequired,
+    Email,
+    Length,
+    NumberRange,
+    Optional,
+    Regexp,
+    StopValidation,
+    ValidationError,
+)
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from ..accounts.api_tokens import DEFAULT_SCOPES, NAME_RE, NAME_RULE, SCOPES
@@ -45,11 +56,22 @@ def _at_least_one(form, field) -> None:
         raise ValidationError("Choose at least one scope.")
 
 
+def _whole_cents(form, field) -> None:
+    value = field.data
+    if value is None:
+        return
+    if not value.is_finite() or value != value.quantize(Decimal("0.01")):
+        raise StopValidation("Give the amount in dollars and cents, e.g. 7.50.")
+
+
 class LevelForm(ConfirmForm):
     name = StringField("Name", filters=[lambda v: v.strip() if v else v],
                        validators=[DataRequired("Name the level."), Length(max=100)])
-    amount = DecimalField("Amount (USD)", places=2, validators=[DataRequired("Give an amount."),
+    amount = DecimalField("Amount (USD)", places=2, validators=[_whole_cents, DataRequired("Give an amount."),
                                                                 NumberRange(min=1, max=100_000, message="From $1 to $100,000.")])
+
+    def cents(self) -> int:
+        return int(self.amount.data * 100)
     interval = SelectField("Every", choices=["month", "year"])
     price = StringField("Existing Stripe Price id (optional)", filters=[lambda v: v.strip() if v else v],
                         validators=[Optional(), Regexp(r"^(price|plan)_[A-Za-z0-9_]{1,200}$",

@@ -243,7 +243,7 @@ def levels():
 def add_level():
     form = LevelForm(prefix="lvl")
     back = redirect(url_for("staff.levels"), code=303)
-    return _run(form, lambda: services.add_level(current_user, form.name.data, int(form.amount.data * 100),
+    return _run(form, lambda: services.add_level(current_user, form.name.data, form.cents(),
                                                  form.interval.data, form.price.data or None, bool(form.public.data)),
                 "Level added.", back)
 

@@ -208,3 +208,16 @@ def test_the_demo_portal_cancel_at_period_end_reaches_the_membership(live_demo):
         assert m.status == MembershipStatus.ACTIVE and m.cancel_at_period_end is True
         get_session().close()
     assert "Ends on" in client.get("/account").get_data(as_text=True)
+
+
+def test_a_demo_checkout_keeps_its_own_plan_and_an_expired_one_cannot_be_paid(demo_app):
+    """Two checkouts for one reader: each pays what it was made for; the older is expired."""
+    client = demo_app.test_client()
+    first = post_form(client, "/join", {**JOIN, "email": "two@example.org"}).headers["Location"]
+    yearly = post_form(client, "/account/checkout", {"level": str(_level_id(demo_app, "plan_dawns_yearly"))},
+                       form_path="/account").headers["Location"]
+    assert "$5 per month" in client.get(first.removeprefix("http://localhost")).get_data(as_text=True)
+    assert "$50 per year" in client.get(yearly.removeprefix("http://localhost")).get_data(as_text=True)
+    refused = _pay(client, first.removeprefix("http://localhost"), "4242 4242 4242 4242")
+    assert refused.status_code == 422 and "expired" in refused.get_data(as_text=True)
+    assert _pay(client, yearly.removeprefix("http://localhost"), "4242 4242 4242 4242").status_code == 303

@@ -91,8 +91,12 @@ def test_any_permutation_with_duplicates_ends_in_the_newest_truth(app, client, s
         row = session.query(StripeSubscription).filter_by(stripe_id=sub_id).one()
         assert row.status == newest["status"]
         assert account.membership.status == membership_status_for_stripe(newest["status"])
-        # Paid through the period's end, an earlier cancel date, or the day it ended.
-        ends = [newest["items"]["data"][0]["current_period_end"], newest.get("cancel_at"), newest.get("ended_at")]
+        # Paid through the period's end (behind on payment: its start), an earlier cancel date,
+        # or the day it ended.
+        item = newest["items"]["data"][0]
+        unpaid = newest["status"] in ("past_due", "unpaid", "paused")
+        ends = [item["current_period_start" if unpaid else "current_period_end"], newest.get("cancel_at"),
+                newest.get("ended_at")]
         end = min(e for e in ends if e is not None)
         assert account.membership.paid_through == datetime.fromtimestamp(end, tz=timezone.utc)
         assert account.membership.cancel_at_period_end == newest["cancel_at_period_end"]

@@ -319,8 +319,9 @@ def test_a_subscription_gone_from_stripe_is_recorded_as_failed_without_partial_r
         assert get_session().scalar(select(func.count(StripeSubscription.id))) == 0
 
 
-def test_only_the_membership_price_grants_membership(app, client, member):
-    other = subscription(id="sub_print", customer="cus_A", status="active", member_id=member, price="price_print")
+def test_another_product_never_grants_membership_not_even_alone(app, client, member):
+    other = subscription(id="sub_print", customer="cus_A", status="active", member_id=member, price="price_print",
+                         product="prod_print_edition")
     deliver(client, "customer.subscription.created", other)
     assert membership(app, member).status == MembershipStatus.PENDING
     deliver(client, "customer.subscription.created", sub(member))

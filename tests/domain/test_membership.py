@@ -73,6 +73,10 @@ def is_entitled(derived):
     return derived.entitled(NOW, GRACE)
 
 
+def via(derived):
+    return derived.standing(NOW, GRACE)[1]
+
+
 def test_domain_module_imports_neither_flask_nor_stripe_nor_sqlalchemy():
     for name in ("membership.py", "money.py", "newsletter.py"):
         source = Path(__file__).resolve().parents[2] / "service" / "domain" / name
@@ -89,7 +93,7 @@ def test_unknown_stripe_status_is_an_error_not_a_guess():
 
 # --- one table: every Stripe status, on the current price, no comp, in its period ------------
 
-@pytest.mark.parametrize("stripe_status, status, entitled_now, via", [
+@pytest.mark.parametrize("stripe_status, status, entitled_now, expected_via", [
     ("incomplete", S.PENDING, False, None),
     ("active", S.ACTIVE, True, Via.MEMBERSHIP),
     ("trialing", S.ACTIVE, True, Via.MEMBERSHIP),
@@ -99,9 +103,9 @@ def test_unknown_stripe_status_is_an_error_not_a_guess():
     ("canceled", S.CANCELED, False, None),
     ("incomplete_expired", S.CANCELED, False, None),
 ])
-def test_each_stripe_status(stripe_status, status, entitled_now, via):
+def test_each_stripe_status(stripe_status, status, entitled_now, expected_via):
     derived = run([sub(stripe_status)])
-    assert (derived.status, is_entitled(derived), derived.via) == (status, entitled_now, via)
+    assert (derived.status, is_entitled(derived), via(derived)) == (status, entitled_now, expected_via)
     assert derived.paid_through == NOW + 10 * DAY
     assert derived.level == (None if status == S.PENDING else MONTHLY)
 
@@ -137,7 +141,7 @@ def test_entitlement_is_decided_at_the_moment_of_the_read():
 def test_a_comp_alone(comp, status, entitled_now, paid_through):
     derived = run([], COMPS[comp])
     assert (derived.status, is_entitled(derived), derived.paid_through) == (status, entitled_now, paid_through)
-    assert derived.via == (Via.COMP if status == S.COMPED else None)
+    assert via(derived) == (Via.COMP if status == S.COMPED else None)
 
 
 def test_a_comp_with_an_end_date_stops_entitling_at_its_end_without_any_job():
@@ -242,7 +246,7 @@ def test_invariants_over_status_comp_grace_and_price(stripe_status, comp, moment
     # Archived and current catalogue prices are judged alike (only the level's amount differs).
     if price == "archived":
         twin = run([sub(stripe_status, price="current", end=MOMENTS[moment])], COMPS[comp])
-        assert (derived.status, derived.paid_through, derived.via) == (twin.status, twin.paid_through, twin.via)
+        assert (derived.status, derived.paid_through, via(derived)) == (twin.status, twin.paid_through, via(twin))
     # Without a comp, a membership price entitles exactly when Stripe's status says it pays,
     # past due only until paid-through plus grace.
     if comp in ("none", "ended") and price != "foreign":
@@ -250,9 +254,30 @@ def test_invariants_over_status_comp_grace_and_price(stripe_status, comp, moment
         expected = status == S.ACTIVE or (status == S.PAST_DUE and moment != "beyond grace")
         assert is_entitled(derived) is expected
     # Via says what entitles, and only what entitles has one.
-    assert (derived.via is not None) == is_entitled(derived)
+    assert (via(derived) is not None) == is_entitled(derived)
 
 
 def test_canceled_at_once_is_paid_through_the_day_it_ended_not_the_period_end():
     derived = run([sub("canceled", ended_at=NOW - DAY)])
     assert derived.status == S.CANCELED and derived.paid_through == NOW - DAY
+
+
+# --- a failed renewal: Stripe moves the period forward before charging ------------------------
+
+def test_past_due_counts_its_grace_from_the_start_of_the_unpaid_period():
+    """After a failed renewal, current_period_end is the end of a period nobody paid for."""
+    failed_3_days_ago = sub("past_due", current_period_start=NOW - 3 * DAY, end=NOW + 27 * DAY)
+    failed_30_days_ago = sub("past_due", current_period_start=NOW - 30 * DAY, end=NOW + 335 * DAY)  # yearly
+    assert run([failed_3_days_ago]).paid_through == NOW - 3 * DAY and is_entitled(run([failed_3_days_ago]))
+    assert not is_entitled(run([failed_30_days_ago]))
+    unpaid = run([sub("unpaid", current_period_start=NOW - 40 * DAY, end=NOW + 20 * DAY)])
+    assert unpaid.paid_through == NOW - 40 * DAY
+
+
+def test_a_live_comp_is_a_floor_when_the_grace_runs_out_between_events():
+    derived = run([sub("past_due", current_period_start=NOW - 10 * DAY)], COMPS["open-ended"])
+    assert derived.status == S.PAST_DUE and via(derived) == Via.MEMBERSHIP
+    later = NOW + 10 * DAY  # no event since: the grace is over, the comp is not
+    assert derived.standing(later, GRACE) == (True, Via.COMP)
+    ended = run([sub("past_due", current_period_start=NOW - 10 * DAY)], COMPS["ends later"])
+    assert ended.standing(NOW + 30 * DAY, GRACE) == (False, None)

@@ -89,9 +89,12 @@ def test_checkout_session_request_carries_the_right_parameters(app, client, chec
 def test_existing_customer_is_reused_on_a_new_checkout(app, client, checkout_ok):
     post_form(client, "/join", GOOD)
     acc = account(app, "amina@example.org")
-    # The first Checkout was left open (the reader went back): Stripe still says so.
-    checkout_ok.on("GET", f"{CHECKOUT_PATH}/cs_test_abc", Reply(200, checkout_session(
-        id="cs_test_abc", member_id=acc.id, email=acc.email, customer=None, status="open", payment_status="unpaid")))
+    # The first Checkout was left open (the reader went back): Stripe still says so. It is
+    # expired before the new one is made, so that it cannot be paid as well.
+    first = checkout_session(id="cs_test_abc", member_id=acc.id, email=acc.email, customer=None, status="open",
+                             payment_status="unpaid")
+    checkout_ok.on("GET", f"{CHECKOUT_PATH}/cs_test_abc", Reply(200, first))
+    checkout_ok.on("POST", f"{CHECKOUT_PATH}/cs_test_abc/expire", Reply(200, {**first, "status": "expired"}))
     with app.app_context():
         s = get_session()
         s.add(StripeCustomer(stripe_id="cus_EXISTING", account_id=acc.id, email=acc.email))
@@ -99,6 +102,7 @@ def test_existing_customer_is_reused_on_a_new_checkout(app, client, checkout_ok)
     resp = post_form(client, "/account/checkout", {}, form_path="/account")
     assert resp.status_code == 303
     second = checkout_ok.calls("POST", CHECKOUT_PATH)[-1]
+    assert len(checkout_ok.calls("POST", f"{CHECKOUT_PATH}/cs_test_abc/expire")) == 1
     assert second.form["customer"] == "cus_EXISTING"
     assert "customer_email" not in second.form
 

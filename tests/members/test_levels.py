@@ -138,7 +138,7 @@ def test_account_shows_the_level_and_a_level_change_swaps_the_price_then_the_web
     assert resp.status_code == 303
     (req,) = stripe_api.calls("POST", "/v1/subscriptions/sub_L")
     assert req.form == {"items[0][id]": item_id, "items[0][price]": "price_ten", "items[0][quantity]": "1",
-                        "proration_behavior": "create_prorations"}
+                        "proration_behavior": "create_prorations", "payment_behavior": "pending_if_incomplete"}
     # Nothing changes until Stripe confirms...
     with app.app_context():
         assert get_session().get(Account, member).membership.level_amount == 500
@@ -204,3 +204,36 @@ def test_two_paying_subscriptions_flag_the_member_and_staff_can_filter_for_them(
     staff = client_as(app, "staff")
     listed = staff.get("/staff?flag=paying_twice").get_data(as_text=True)
     assert "reader@example.org" in listed and "single@example.org" not in listed and "paying twice" in listed
+
+
+def test_a_level_change_is_refused_while_a_payment_is_behind(app, client, catalogue, stripe_api):
+    _paying_member(app, client, status="past_due")
+    resp = post_form(client, "/account/level", {"level": str(catalogue["price_year"])}, form_path="/account")
+    assert resp.status_code == 422 and "Your last payment has not gone through" in resp.get_data(as_text=True)
+    assert stripe_api.calls("POST", "/v1/subscriptions/sub_L") == []
+
+
+def test_an_incomplete_subscription_being_confirmed_blocks_a_second_checkout(app, client, catalogue, checkout_ok):
+    member = make_account(app, customer="cus_I")
+    post_event(app.test_client(), event("customer.subscription.created",
+                                        subscription(id="sub_I", customer="cus_I", status="incomplete")))
+    login(client, "reader@example.org", PASSWORD)
+    resp = post_form(client, "/account/checkout", {"level": str(catalogue["price_ten"])})
+    assert resp.status_code == 303 and resp.headers["Location"] == "/account"
+    assert checkout_ok.calls("POST", CHECKOUT) == []
+    with app.app_context():
+        assert get_session().get(Account, member).membership.status == MembershipStatus.PENDING
+
+
+def test_a_comp_in_front_of_a_subscription_still_retried_blocks_a_second_checkout(app, client, catalogue, checkout_ok):
+    member = make_account(app, customer="cus_C2")
+    post_event(app.test_client(), event("customer.subscription.created", subscription(
+        id="sub_C2", customer="cus_C2", status="past_due", period_start=NOW - 40 * 86400, period_end=NOW - 10 * 86400)))
+    staff = client_as(app, "staff")
+    post_form(staff, f"/staff/members/{member}/comp", {"comp-reason": "Partner", "comp-confirm": "y"},
+              form_path=f"/staff/members/{member}")
+    with app.app_context():
+        assert get_session().get(Account, member).membership.status == MembershipStatus.COMPED
+    login(client, "reader@example.org", PASSWORD)
+    resp = post_form(client, "/account/checkout", {"level": str(catalogue["price_ten"])})
+    assert resp.status_code == 303 and checkout_ok.calls("POST", CHECKOUT) == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from sqlalchemy import select
 
 from service.db import get_session
@@ -118,3 +119,66 @@ def test_a_price_change_never_takes_access_from_members_paying_the_old_price(mak
     result = new.test_cli_runner().invoke(args=["stripe", "reconcile"])
     assert result.exit_code == 0, result.output
     assert _status(new, member) == MembershipStatus.ACTIVE
+
+
+def test_a_price_of_another_product_never_becomes_a_level(app, runner, stripe_api):
+    stripe_api.on("GET", "/v1/prices/price_donation",
+                  Reply(200, price("price_donation", 1000, "month", product="prod_donations")))
+    result = runner.invoke(args=["levels", "add", "Supporter", "--amount", "1000", "--interval", "month",
+                                 "--price", "price_donation"])
+    assert result.exit_code != 0 and "not to the membership product" in result.output
+    assert len(_levels(app)) == 1
+
+
+@pytest.mark.parametrize("bad, words", [
+    ({"recurring": {"interval": "month", "interval_count": 3, "usage_type": "licensed"}}, "every 1 month"),
+    ({"recurring": {"interval": "week", "interval_count": 1, "usage_type": "licensed"}}, "monthly or yearly"),
+    ({"recurring": {"interval": "month", "interval_count": 1, "usage_type": "metered"}}, "licensed"),
+    ({"active": False}, "archived in Stripe"),
+])
+def test_only_flat_monthly_or_yearly_active_prices_become_levels(app, runner, stripe_api, bad, words):
+    stripe_api.on("GET", "/v1/prices/price_odd", Reply(200, {**price("price_odd", 500, "month"), **bad}))
+    result = runner.invoke(args=["levels", "add", "Odd", "--amount", "500", "--interval", "month", "--price",
+                                 "price_odd"])
+    assert result.exit_code != 0 and words in result.output
+
+
+def test_a_bad_stripe_price_id_is_logged_and_never_stops_joining_or_webhooks(make_app, stripe_api, caplog):
+    stripe_api.on("GET", "/v1/prices/price_weekly", Reply(200, price("price_weekly", 100, "week")))
+    app = make_app(STRIPE_PRICE_ID="price_weekly")
+    assert app.test_client().get("/join").status_code == 200
+    member = make_account(app, customer="cus_W")
+    post_event(app.test_client(), event("customer.subscription.created",
+                                        subscription(id="sub_W", customer="cus_W", status="active")))
+    assert _status(app, member) == MembershipStatus.ACTIVE  # judged with the catalogue as it stands
+    assert "catalogue not refreshed from STRIPE_PRICE_ID" in caplog.text
+
+
+def test_stripe_price_id_of_another_product_is_refused_when_the_product_is_set(make_app, stripe_api, caplog):
+    stripe_api.on("GET", "/v1/prices/price_mug", Reply(200, price("price_mug", 1500, "month", product="prod_shop")))
+    app = make_app(STRIPE_PRICE_ID="price_mug")
+    with app.app_context():
+        prices = get_session().scalars(select(LevelPrice.stripe_price_id)).all()
+    assert prices == ["price_test_monthly"] or "price_mug" not in prices
+    assert "is a price of prod_shop, not of the membership product" in caplog.text
+
+
+def test_a_new_stripe_price_id_never_lands_on_an_archived_level(make_app, stripe_api, runner):
+    app = make_app()
+    assert app.test_cli_runner().invoke(args=["levels", "archive", "1"]).exit_code == 0
+    stripe_api.on("GET", "/v1/prices/price_six", Reply(200, price("price_six", 600, "month")))
+    make_app(STRIPE_PRICE_ID="price_six")
+    levels = _levels(app)
+    assert levels[0][5] is True and levels[0][3] == "price_test_monthly"  # the archived one is untouched
+    assert levels[1] == ("Member", 600, "month", "price_six", True, False, True)
+    assert "$6 a month" in app.test_client().get("/join").get_data(as_text=True)
+
+
+@pytest.mark.parametrize("amount", ["5.999", "sNaN", "Infinity", "-3"])
+def test_the_admin_page_refuses_amounts_that_are_not_whole_cents(app, stripe_api, amount):
+    admin = client_as(app, "admin")
+    page = admin.get("/staff/admin/levels").get_data(as_text=True)
+    resp = admin.post("/staff/admin/levels", data={"csrf_token": csrf_from(page), "lvl-name": "Odd",
+                                                  "lvl-amount": amount, "lvl-interval": "month", "lvl-confirm": "y"})
+    assert resp.status_code == 303
+    assert len(_levels(app)) == 1 and stripe_api.calls("POST", "/v1/prices") == []

@@ -26,6 +26,7 @@ def subscription(
     period_end: int | None = None,
     cancel_at_period_end: bool = False,
     price: str = "price_test_monthly",
+    product: str = "prod_test_membership",
     legacy: bool = False,
 ) -> dict[str, Any]:
     now = int(time.time())
@@ -35,7 +36,7 @@ def subscription(
     item: dict[str, Any] = {
         "id": _id("si"),
         "object": "subscription_item",
-        "price": {"id": price, "object": "price", "unit_amount": 500, "currency": "usd",
+        "price": {"id": price, "object": "price", "unit_amount": 500, "currency": "usd", "product": product,
                   "recurring": {"interval": "month", "interval_count": 1}},
         "quantity": 1,
         "subscription": sub_id,
@@ -58,7 +59,7 @@ def subscription(
         # Before 2025-03-31 the period was on the subscription itself.
         obj["current_period_start"] = start
         obj["current_period_end"] = end
-        item["plan"] = {"id": price, "object": "plan", "amount": 500}
+        item["plan"] = {"id": price, "object": "plan", "amount": 500, "product": product}
         del item["price"]
     else:
         item["current_period_start"] = start
