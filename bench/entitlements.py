@@ -125,6 +125,32 @@ def load(port: int, seconds: int, connections: int, token: str, members: int) ->
     return {"rps": rps, "p50": pct("50"), "p99": pct("99"), "errors": int(non2xx.group(1)) if non2xx else 0}
 
 
+def run_entitlements(service_url: str, members: int, seconds: int, rounds: int, connections: int,
+                     workers: int = 4, threads: int = 1) -> dict:
+    """The entitlement check and the bare route, loaded in interleaved rounds; medians."""
+    from bench.run import env_for
+
+    env = env_for(service_url)
+    token = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "tokens", "create", "bench-paywall"],
+                           cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True,
+                           check=True).stdout.strip().splitlines()[-1]
+    results: dict[str, list[dict[str, float]]] = {"bare": [], "entitlement": []}
+    servers = {"bare": serve("bench.bare_app:app", {}, workers, threads),
+               "entitlement": serve("wsgi:app", env, workers, threads)}
+    try:
+        for name, (_, port) in servers.items():  # warm-up
+            load(port, 2, connections, token, members)
+        for _ in range(rounds):  # interleaved, so both see the same machine
+            for name, (_, port) in servers.items():
+                results[name].append(load(port, seconds, connections, token, members))
+    finally:
+        for proc, _ in servers.values():
+            proc.terminate()
+            proc.wait(timeout=10)
+    return {name: {k: sorted(x[k] for x in r)[len(r) // 2] for k in ("rps", "p50", "p99", "errors")}
+            for name, r in results.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--members", type=int, default=100_000)
