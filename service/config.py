@@ -81,6 +81,7 @@ def from_environment(env_file: bool = True) -> dict[str, Any]:
         "STRIPE_EVENT_BACKOFF_MAX": float(env.get("STRIPE_EVENT_BACKOFF_MAX", "3600")),
         "STRIPE_EVENT_LEASE_SECONDS": float(env.get("STRIPE_EVENT_LEASE_SECONDS", "120")),
         "WORKER_POLL_SECONDS": float(env.get("WORKER_POLL_SECONDS", "5")),
+        "WORKER_THREADS": max(1, min(16, _int(env.get("WORKER_THREADS"), 2))),
         "EXPORT_DIR": env.get("EXPORT_DIR") or str(INSTANCE_DIR / "exports"),
         "EXPORT_TTL_HOURS": float(env.get("EXPORT_TTL_HOURS", "24")),
         # Mail

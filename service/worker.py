@@ -24,7 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from .billing import queue as stripe_queue
 from .billing.runtime import get_gateway
-from .db import close_session, get_engine, get_session
+from .db import close_session, get_engine, get_session, queue_session
 from .membership import exports
 from .membership.service import recompute_ended
 from .newsletter.outbox import sync_once
@@ -58,7 +58,43 @@ class PassReport:
                 f"failed {self.newsletter_failed}; exports: {self.exports}")
 
 
-def one_pass(batch: int = 100) -> PassReport:
+def apply_stripe_events(batch: int, threads: int) -> stripe_queue.QueueReport:
+    """The Stripe queue, applied by `threads` threads of this worker (PostgreSQL: while one
+    waits on the database, another runs; they claim with SKIP LOCKED like separate workers)."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    gateway = get_gateway()
+    if get_engine().dialect.name != "postgresql":
+        threads = 1  # SQLite has one writer at a time
+    reports: list[stripe_queue.QueueReport] = []
+    failures: list[SQLAlchemyError] = []
+
+    def work() -> None:
+        with app.app_context():
+            session = queue_session()
+            try:
+                reports.append(stripe_queue.run_due(session, gateway, batch=batch))
+            except SQLAlchemyError as exc:
+                failures.append(exc)
+            finally:
+                session.close()
+
+    helpers = [threading.Thread(target=work, name=f"stripe-queue-{n}", daemon=True) for n in range(1, threads)]
+    for t in helpers:
+        t.start()
+    work()
+    for t in helpers:
+        t.join()
+    total = stripe_queue.QueueReport()
+    for r in reports:
+        total.applied += r.applied
+        total.retried += r.retried
+        total.failed += r.failed
+    if failures and not total.touched:
+        raise failures[0]
+    return total
+
+
+def one_pass(batch: int = 100, threads: int = 1) -> PassReport:
     """Everything due right now, once. A queue whose database work fails (the database is
     restarting, say) is skipped for this pass; its rows stay claimable and nothing is lost."""
     report = PassReport()
@@ -73,7 +109,7 @@ def one_pass(batch: int = 100) -> PassReport:
             close_session()
 
     def stripe_events() -> None:
-        report.stripe = stripe_queue.run_due(get_session(), get_gateway(), batch=batch)
+        report.stripe = apply_stripe_events(batch, threads)
 
     def newsletter() -> None:
         sent = sync_once(get_session(), get_provider(), batch=batch)
@@ -97,11 +133,11 @@ def one_pass(batch: int = 100) -> PassReport:
     return report
 
 
-def run_until_idle(batch: int = 100) -> list[PassReport]:
+def run_until_idle(batch: int = 100, threads: int = 1) -> list[PassReport]:
     """`--once`: pass after pass until nothing is due (a pass can make more work due)."""
     reports = []
     while True:
-        report = one_pass(batch)
+        report = one_pass(batch, threads)
         reports.append(report)
         if not report.did_something:
             return reports
@@ -144,9 +180,9 @@ class Wakeup:
             self.conn = None
 
 
-def run(*, once: bool, batch: int, echo: Callable[[str], None]) -> None:
+def run(*, once: bool, batch: int, echo: Callable[[str], None], threads: int = 1) -> None:
     if once:
-        for report in run_until_idle(batch):
+        for report in run_until_idle(batch, threads):
             if report.did_something:
                 echo(report.words())
         echo("worker: nothing more is due")
@@ -159,7 +195,7 @@ def run(*, once: bool, batch: int, echo: Callable[[str], None]) -> None:
     echo("worker: running (Ctrl-C or SIGTERM stops it)")
     try:
         while not stop.is_set():
-            report = one_pass(batch)
+            report = one_pass(batch, threads)
             if report.did_something:
                 echo(report.words())
                 continue
@@ -199,7 +235,9 @@ def start_in_thread(app: Flask, stop: threading.Event) -> threading.Thread:
 @click.command("worker")
 @with_appcontext
 @click.option("--once", is_flag=True, help="Do everything that is due, then exit.")
-@click.option("--batch", default=100, show_default=True, help="Rows claimed at a time.")
-def worker(once: bool, batch: int) -> None:
+@click.option("--batch", default=100, show_default=True, type=click.IntRange(1, 1000), help="Rows claimed at a time.")
+@click.option("--threads", default=None, type=click.IntRange(1, 16),
+              help="Threads applying Stripe events (default WORKER_THREADS, 2; SQLite: 1).")
+def worker(once: bool, batch: int, threads: int | None) -> None:
     """Apply Stripe events, deliver DAWNS Digest changes and run exports (any number of copies)."""
-    run(once=once, batch=batch, echo=click.echo)
+    run(once=once, batch=batch, echo=click.echo, threads=threads or current_app.config["WORKER_THREADS"])

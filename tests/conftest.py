@@ -127,6 +127,8 @@ def make_app(database_url, stripe_api, tmp_path):
     for app in apps:
         app.extensions["db_engine"].dispose()
         app.extensions["db_read_engine"].dispose()
+        if "db_queue_engine" in app.extensions:
+            app.extensions["db_queue_engine"].dispose()
 
 
 def _seed_catalogue(app) -> None:

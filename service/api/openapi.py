@@ -22,7 +22,12 @@ def _errors(*codes: int) -> dict[str, Any]:
             401: "Missing, unknown or revoked token", 403: "The token lacks the scope this route needs",
             404: "Not found", 422: "Invalid parameters", 429: "Rate limited (per token)",
             503: "The database is unavailable; retry"}
-    return {str(c): {"description": text[c], "content": {"application/json": {"schema": "Error"}}} for c in codes}
+    answers = {str(c): {"description": text[c], "content": {"application/json": {"schema": "Error"}}} for c in codes}
+    # Before the application: the HTTP server refuses a request line over its limit (gunicorn:
+    # 4,094 bytes) with a small HTML page.
+    answers["414"] = {"description": "Request line too long (the HTTP server's limit, before the service)",
+                      "content": {"text/html": {"schema": {"type": "string"}}}}
+    return answers
 
 
 def _lookup_parameter() -> dict[str, Any]:

@@ -16,19 +16,21 @@ stored. Lock order is always subscription, then customer, then membership.
 """
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from ..db import write_now
 from ..domain.membership import MembershipStatus, Role
 from ..membership.service import flag, membership_for, recompute
-from ..models import NEVER_READ, Account, StripeCustomer, StripeEvent, StripeSubscription
+from ..models import NEVER_READ, Account, Membership, StripeCustomer, StripeEvent, StripeSubscription
 from .gateway import BillingGateway
 from .snapshots import SubscriptionSnapshot, snapshot_from_subscription
 
@@ -54,18 +56,25 @@ def _get_or_create(session: Session, model: type, lookup: dict[str, Any], defaul
     A missing row costs one INSERT ... ON CONFLICT DO NOTHING RETURNING (no savepoint): when
     another worker inserted it first, the insert waits for their commit, returns nothing, and
     their row is read under the lock."""
-    stmt = select(model).filter_by(**lookup).with_for_update()
-    row = session.scalars(stmt).first()
+    (key,) = lookup
+    stmt = _locking_select(model, key)
+    params = {"key": lookup[key]}
+    row = session.scalars(stmt, params).first()
     if row is not None:
         return row
-    (key,) = lookup
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     created = session.scalars(insert(model).values(**lookup, **defaults)
                               .on_conflict_do_nothing(index_elements=[key]).returning(model),
                               execution_options={"populate_existing": True}).first()
     if created is not None:
         return created
-    return session.scalars(stmt.execution_options(populate_existing=True)).one()
+    return session.scalars(stmt.execution_options(populate_existing=True), params).one()
+
+
+@functools.cache
+def _locking_select(model: type, key: str):
+    """`SELECT ... WHERE key = :key FOR UPDATE`, built once (the worker runs it for every event)."""
+    return select(model).where(getattr(model, key) == bindparam("key")).with_for_update()
 
 
 def find_account_for(session: Session, *, customer_id: str | None) -> Account | None:
@@ -152,37 +161,49 @@ def _lock_subscription(session: Session, subscription_id: str, customer_id: str)
     )
 
 
-def _copy_snapshot(row: StripeSubscription, snap: SubscriptionSnapshot, snapshot_at: datetime) -> None:
-    row.customer_stripe_id = snap.customer_id
-    row.status = snap.status
-    row.price_id = snap.price_id
-    row.items = [dict(i) for i in snap.items]
-    row.current_period_end = snap.current_period_end
-    row.current_period_start = snap.current_period_start
-    row.cancel_at_period_end = snap.cancel_at_period_end
-    row.cancel_at = snap.cancel_at
-    row.canceled_at = snap.canceled_at
-    row.ended_at = snap.ended_at
-    row.stripe_created_at = snap.created_at
-    row.snapshot_at = snapshot_at
+def _copy_snapshot(session: Session, row: StripeSubscription, snap: SubscriptionSnapshot,
+                   snapshot_at: datetime) -> None:
+    """Write the snapshot to the (locked) row now, in one statement."""
+    write_now(session, row, {
+        "customer_stripe_id": snap.customer_id, "status": snap.status, "price_id": snap.price_id,
+        "items": [dict(i) for i in snap.items], "current_period_end": snap.current_period_end,
+        "current_period_start": snap.current_period_start, "cancel_at_period_end": snap.cancel_at_period_end,
+        "cancel_at": snap.cancel_at, "canceled_at": snap.canceled_at, "ended_at": snap.ended_at,
+        "stripe_created_at": snap.created_at, "snapshot_at": snapshot_at,
+    })
 
 
-def _customer_and_owner(session: Session, customer_id: str) -> tuple[StripeCustomer, Account | None]:
-    """The customer row (locked) and the account it is linked to, in one read (the subscription's
-    changes are written once, at the end, not flushed ahead of this read)."""
+_CUSTOMER_OWNER_MEMBERSHIP = (
+    select(StripeCustomer, Account, Membership)
+    .join(Account, Account.id == StripeCustomer.account_id)
+    .join(Membership, Membership.account_id == Account.id)
+    .where(StripeCustomer.stripe_id == bindparam("customer"))
+    .with_for_update(of=[StripeCustomer, Membership]))
+_CUSTOMER_OWNER = (
+    select(StripeCustomer, Account).outerjoin(Account, Account.id == StripeCustomer.account_id)
+    .where(StripeCustomer.stripe_id == bindparam("customer")).with_for_update(of=StripeCustomer))
+
+
+def _customer_and_owner(session: Session, customer_id: str
+                        ) -> tuple[StripeCustomer, Account | None, Membership | None]:
+    """The customer row and the membership of the account it is linked to (both locked), with
+    the account, in one read in the usual case (the subscription's changes are written once, at
+    the end, not flushed ahead of this read)."""
     with session.no_autoflush:
-        found = session.execute(
-            select(StripeCustomer, Account).outerjoin(Account, Account.id == StripeCustomer.account_id)
-            .where(StripeCustomer.stripe_id == customer_id).with_for_update(of=StripeCustomer)).first()
+        found = session.execute(_CUSTOMER_OWNER_MEMBERSHIP, {"customer": customer_id}).first()
+        if found is not None:
+            return found[0], found[1], found[2]
+        # Not linked yet, or linked to an account without a membership row yet.
+        found = session.execute(_CUSTOMER_OWNER, {"customer": customer_id}).first()
     if found is not None:
-        return found[0], found[1]
-    return _get_or_create(session, StripeCustomer, {"stripe_id": customer_id}, {}), None
+        return found[0], found[1], None
+    return _get_or_create(session, StripeCustomer, {"stripe_id": customer_id}, {}), None, None
 
 
 def _finish(session: Session, row: StripeSubscription, snap: SubscriptionSnapshot, how: str,
             account: Account | None) -> Applied:
     # One read of the customer (locked: subscription, then customer, then membership).
-    customer, linked = _customer_and_owner(session, snap.customer_id)
+    customer, linked, locked_membership = _customer_and_owner(session, snap.customer_id)
     if account is None:
         account = linked
     if account is not None and account.role != Role.MEMBER:
@@ -195,7 +216,8 @@ def _finish(session: Session, row: StripeSubscription, snap: SubscriptionSnapsho
         return Applied(row, None, how)
     if customer.account_id is None:
         _adopt(session, customer, owner)
-    membership = membership_for(session, owner)
+    membership = locked_membership if linked is owner and locked_membership is not None \
+        else membership_for(session, owner)
     before = membership.status
     recompute(session, owner, membership)
     return Applied(row, owner, how, before, membership.status)
@@ -209,12 +231,12 @@ def apply_subscription_event(
     snap = snapshot_from_subscription(obj)
     row = _lock_subscription(session, snap.id, snap.customer_id)
     if created > row.snapshot_at:
-        _copy_snapshot(row, snap, created)
+        _copy_snapshot(session, row, snap, created)
         how = "applied"
     elif created == row.snapshot_at:
         fetched = gateway.retrieve_subscription(snap.id)
         snap = snapshot_from_subscription(fetched.obj)
-        _copy_snapshot(row, snap, max(row.snapshot_at, fetched.as_of - timedelta(seconds=1)))
+        _copy_snapshot(session, row, snap, max(row.snapshot_at, fetched.as_of - timedelta(seconds=1)))
         how = "refetched"
     else:
         log.info("subscription %s: event of %s is older than the stored snapshot of %s; ignored",
@@ -254,7 +276,7 @@ def _apply_read(session: Session, row: StripeSubscription, obj: dict[str, Any], 
     second precision), so an event from that second is treated as a tie and re-read."""
     snap = snapshot_from_subscription(obj)
     before = (row.status, row.current_period_end, row.cancel_at_period_end) if row.snapshot_at > NEVER_READ else None
-    _copy_snapshot(row, snap, max(row.snapshot_at, as_of - timedelta(seconds=1)))
+    _copy_snapshot(session, row, snap, max(row.snapshot_at, as_of - timedelta(seconds=1)))
     after = (row.status, row.current_period_end, row.cancel_at_period_end)
     applied = _finish(session, row, snap, "applied" if before != after else "unchanged", account)
     applied.sub_before, applied.sub_after = before, after

@@ -20,12 +20,13 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from flask import current_app
-from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy import and_, bindparam, exists, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, aliased
 
 from ..db import utcnow
 from ..membership import catalogue
+from ..membership.service import wake_worker
 from ..models import StripeCustomer, StripeEvent
 from .gateway import BillingError, BillingGateway
 from .webhooks import EventOutcome, Outcome, handle
@@ -126,6 +127,9 @@ def apply_event(session: Session, gateway: BillingGateway, event: Claimed, repor
     return result.outcome
 
 
+_RECORD = StripeEvent.__table__.update().where(StripeEvent.__table__.c.id == bindparam("event_id"))
+
+
 def _record(session: Session, event: Claimed, result: Outcome) -> None:
     values: dict = {"outcome": result.outcome.value, "note": result.note, "status": QueueStatus.DONE,
                     "applied_at": utcnow(), "claimed_until": None, "last_error": None}
@@ -137,7 +141,8 @@ def _record(session: Session, event: Claimed, result: Outcome) -> None:
     elif customer and event.account_id is None:
         values["account_id"] = session.scalar(
             select(StripeCustomer.account_id).where(StripeCustomer.stripe_id == customer))
-    session.execute(update(StripeEvent).where(StripeEvent.id == event.id).values(**values))
+    session.flush()  # the change first, then the record (a Core statement: no StripeEvent is loaded here)
+    session.connection().execute(_RECORD.values(**values), {"event_id": event.id})
 
 
 def _retry(session: Session, event_id: int, error: str, report: QueueReport) -> None:
@@ -172,28 +177,53 @@ def run_due(session: Session, gateway: BillingGateway, *, batch: int = 100) -> Q
         session.rollback()
         log.warning("catalogue not refreshed (%s); applying events with the catalogue as it stands", exc.detail)
     lease = current_app.config["STRIPE_EVENT_LEASE_SECONDS"]
-    attempted: set[int] = set()
+    # An event is tried at most once a pass: one whose attempt was put off is kept out of the
+    # rest of the pass (a set as small as the failures, not one id per applied event).
+    retried: set[int] = set()
     while True:
-        claimed = claim(session, batch, lease, attempted)
+        claimed = claim(session, batch, lease, retried)
         if not claimed:
             return report
         for event in claimed:
-            attempted.add(event.id)
+            before = report.retried
             apply_event(session, gateway, event, report)
+            if report.retried != before:
+                retried.add(event.id)
 
 
-def replay(session: Session, gateway: BillingGateway, event_id: int) -> EventOutcome | None:
-    """Apply a stored event again (staff, after the cause of a failure is fixed). The ordering
-    rules decide as for any delivery: a stale event stays stale."""
-    row = session.get(StripeEvent, event_id, with_for_update=True)
-    if row is None:
-        session.rollback()
+def requeue(session: Session, stripe_id: str) -> StripeEvent | None:
+    """Put a failed event back in the queue (staff, once its cause is fixed): the worker applies
+    it in its customer's order like any delivery, and the ordering rules decide as for any
+    delivery (a stale event stays stale). Only a failed event can be requeued; the caller commits."""
+    row = session.scalars(select(StripeEvent).where(StripeEvent.stripe_id == stripe_id)
+                          .with_for_update()).first()
+    if row is None or row.status != QueueStatus.FAILED:
         return None
-    row.status = QueueStatus.IN_FLIGHT
+    row.status = QueueStatus.PENDING
     row.attempts = 0
-    event = Claimed(row.id, row.payload, row.customer_stripe_id, row.account_id)
-    session.flush()
-    return apply_event(session, gateway, event, QueueReport())
+    row.next_attempt_at = utcnow()
+    row.claimed_until = None
+    wake_worker(session, "stripe_events")
+    return row
+
+
+def failed_count(session: Session) -> int:
+    from sqlalchemy import func
+
+    try:
+        return int(session.scalar(select(func.count(StripeEvent.id)).where(StripeEvent.status == QueueStatus.FAILED))
+                   or 0)
+    except SQLAlchemyError:
+        session.rollback()
+        return 0
+
+
+def troubled(session: Session, limit: int = 200) -> list[StripeEvent]:
+    """Events that failed for good or are waiting to be retried, newest first (for staff)."""
+    return list(session.scalars(
+        select(StripeEvent).where(or_(StripeEvent.status == QueueStatus.FAILED,
+                                      and_(StripeEvent.status == QueueStatus.PENDING, StripeEvent.attempts > 0)))
+        .order_by(StripeEvent.received_at.desc(), StripeEvent.id.desc()).limit(limit)))
 
 
 def depth(session: Session) -> tuple[int, float | None]:

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from typing import Any
 
 from flask import current_app, has_request_context
-from sqlalchemy import ColumnElement, and_, or_, select, text, update
+from sqlalchemy import ColumnElement, and_, bindparam, or_, select, text, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
-from ..db import utcnow
+from ..db import utcnow, write_now
 from ..domain.membership import (
     ENTITLEMENT,
     PAYING,
@@ -115,26 +117,39 @@ def price_of_item(item: dict) -> Price:
                  quantity=item.get("quantity") or 1)
 
 
+_SUBSCRIPTION_COLUMNS = (StripeSubscription.stripe_id, StripeSubscription.customer_stripe_id, StripeSubscription.status,
+                         StripeSubscription.items, StripeSubscription.price_id, StripeSubscription.current_period_end,
+                         StripeSubscription.current_period_start, StripeSubscription.cancel_at_period_end,
+                         StripeSubscription.cancel_at, StripeSubscription.ended_at, StripeSubscription.stripe_created_at)
+
+
+_SUBSCRIPTION_PARTS = (
+    select(*_SUBSCRIPTION_COLUMNS, StripeCustomer.deleted)
+    .outerjoin(StripeCustomer, StripeCustomer.stripe_id == StripeSubscription.customer_stripe_id)
+    .where(StripeSubscription.account_id == bindparam("account_id"), StripeSubscription.snapshot_at > NEVER_READ))
+
+
 def subscription_parts(session: Session, account_id: int) -> list[Subscription]:
-    rows = session.execute(
-        select(StripeSubscription, StripeCustomer.deleted)
-        .outerjoin(StripeCustomer, StripeCustomer.stripe_id == StripeSubscription.customer_stripe_id)
-        .where(StripeSubscription.account_id == account_id, StripeSubscription.snapshot_at > NEVER_READ)).all()
-    deleted = {r.customer_stripe_id for r, gone in rows if gone}
+    """The account's subscriptions as the domain sees them (plain rows: nothing is loaded as an
+    ORM object, which this, the hottest read of the worker, does not need)."""
+    rows = session.execute(_SUBSCRIPTION_PARTS, {"account_id": account_id}).all()
     parts = []
-    for r, _ in rows:
+    for r in rows:
         items = r.items or ([{"price": r.price_id}] if r.price_id else [])
         parts.append(Subscription(
             id=r.stripe_id, stripe_status=r.status, prices=tuple(price_of_item(i) for i in items),
             current_period_end=r.current_period_end, cancel_at_period_end=r.cancel_at_period_end,
             cancel_at=r.cancel_at, ended_at=r.ended_at, created_at=r.stripe_created_at,
-            current_period_start=r.current_period_start, customer_deleted=r.customer_stripe_id in deleted))
+            current_period_start=r.current_period_start, customer_deleted=bool(r.deleted)))
     return parts
 
 
 def recompute(session: Session, account: Account, membership: Membership | None = None) -> Membership:
     """Derive the member's state from its parts, store it, and enqueue DAWNS if it moved.
-    (`membership`: the member's row if the caller holds it locked already.)"""
+    (`membership`: the member's row if the caller holds it locked already.)
+
+    What changed is written in one UPDATE (and one outbox INSERT when DAWNS moves), straight
+    away: this runs for every Stripe event the worker applies."""
     membership = membership or membership_for(session, account)
     now = utcnow()
     derived = derive(Parts(
@@ -144,37 +159,56 @@ def recompute(session: Session, account: Account, membership: Membership | None 
         grace=grace(),
         comp=comp_of(membership),
     ))
-    _store(session, account, membership, derived, now)
-    enqueue_newsletter(session, account, membership)
+    values = _changes(account, membership, derived, now)
+    for key, value in values.items():  # the new state first: DAWNS follows it
+        set_committed_value(membership, key, value)
+    desired = _move_newsletter(session, account, membership)
+    if desired is not None:
+        values["newsletter_desired"] = desired.value
+    write_now(session, membership, values)
     return membership
 
 
-def _store(session: Session, account: Account, membership: Membership, derived: Derived, now: datetime) -> None:
+def _changes(account: Account, membership: Membership, derived: Derived, now: datetime) -> dict[str, Any]:
+    """The columns of the membership row that the derived state changes."""
+    level = derived.level
+    wanted: dict[str, Any] = {
+        "paid_through": derived.paid_through,
+        "cancel_at_period_end": derived.cancel_at_period_end,
+        "level_name": level.name if level else None,
+        "level_amount": level.amount if level else None,
+        "level_currency": level.currency if level else None,
+        "level_interval": level.interval.value if level else None,
+        "monthly_value": level.monthly_value if level and derived.status in PAYING else 0,
+        "paying_twice": derived.paying_twice,
+    }
     if derived.status != membership.status:
         log.info("member %s: %s -> %s", account.id, membership.status, derived.status)
-        membership.status = derived.status
-        membership.status_changed_at = now
-    membership.paid_through = derived.paid_through
-    membership.cancel_at_period_end = derived.cancel_at_period_end
+        wanted["status"] = derived.status
+        wanted["status_changed_at"] = now
     if derived.subscription_id is not None:
-        membership.stripe_subscription_id = derived.subscription_id
-    level = derived.level
-    membership.level_name = level.name if level else None
-    membership.level_amount = level.amount if level else None
-    membership.level_currency = level.currency if level else None
-    membership.level_interval = level.interval.value if level else None
-    membership.monthly_value = level.monthly_value if level and derived.status in PAYING else 0
+        wanted["stripe_subscription_id"] = derived.subscription_id
     if derived.paying_twice and not membership.paying_twice:
-        membership.flagged_at = now
-        membership.flag_reason = "Paying twice: two subscriptions to the membership are being paid at once"
-    membership.paying_twice = derived.paying_twice
+        wanted["flagged_at"] = now
+        wanted["flag_reason"] = "Paying twice: two subscriptions to the membership are being paid at once"
+    return {key: value for key, value in wanted.items() if getattr(membership, key) != value}
 
 
 # --- DAWNS Digest: the outbox row is written with the change that causes it -------------------
 
 def enqueue_newsletter(session: Session, account: Account, membership: Membership, *,
-                       force: bool = False, confirm: bool = False) -> NewsletterOutbox | None:
+                       force: bool = False, confirm: bool = False) -> Desired | None:
     """Write the new desired state to the outbox if it moved (or `force`, e.g. an email change)."""
+    desired = _move_newsletter(session, account, membership, force=force, confirm=confirm)
+    if desired is not None:
+        membership.newsletter_desired = desired.value
+    return desired
+
+
+def _move_newsletter(session: Session, account: Account, membership: Membership, *,
+                     force: bool = False, confirm: bool = False) -> Desired | None:
+    """The outbox row for a new desired state (older undelivered ones are superseded); the new
+    state, for the caller to store on the membership, or None when nothing moves."""
     current = Desired(membership.newsletter_desired or Desired.NONE)
     desired = next_desired(current, entitled=is_entitled(membership), opted_in=membership.newsletter_opt_in,
                            on_lapse=current_app.config["NEWSLETTER_ON_LAPSE"])
@@ -183,22 +217,26 @@ def enqueue_newsletter(session: Session, account: Account, membership: Membershi
     if desired == Desired.NONE:
         return None
     now = utcnow()
+    connection = session.connection()
     if current != Desired.NONE:  # never enqueued before: nothing to supersede
         # A newer desired state supersedes older ones not yet delivered (and abandoned claims).
-        session.execute(
-            update(NewsletterOutbox)
-            .where(NewsletterOutbox.account_id == account.id,
-                   or_(NewsletterOutbox.status == OutboxStatus.PENDING,
-                       and_(NewsletterOutbox.status == OutboxStatus.IN_FLIGHT, NewsletterOutbox.claimed_until < now)))
-            .values(status=OutboxStatus.SUPERSEDED)
-        )
-    membership.newsletter_desired = desired.value
-    row = NewsletterOutbox(account_id=account.id, action=desired.value, email=account.email,
-                           payload={"name": account.name, "confirm": confirm}, status=OutboxStatus.PENDING,
-                           next_attempt_at=now)
-    session.add(row)
+        connection.execute(_SUPERSEDE, {"b_account": account.id, "b_now": now})
+    connection.execute(_OUTBOX_INSERT, {
+        "account_id": account.id, "action": desired.value, "email": account.email,
+        "payload": {"name": account.name, "confirm": confirm}, "status": OutboxStatus.PENDING.value,
+        "attempts": 0, "next_attempt_at": now, "created_at": now})
     wake_worker(session, "newsletter")
-    return row
+    return desired
+
+
+_OUTBOX = NewsletterOutbox.__table__
+_SUPERSEDE = (
+    _OUTBOX.update()
+    .where(_OUTBOX.c.account_id == bindparam("b_account"),
+           or_(_OUTBOX.c.status == OutboxStatus.PENDING.value,
+               and_(_OUTBOX.c.status == OutboxStatus.IN_FLIGHT.value, _OUTBOX.c.claimed_until < bindparam("b_now"))))
+    .values(status=OutboxStatus.SUPERSEDED.value))
+_OUTBOX_INSERT = _OUTBOX.insert()
 
 
 def wake_worker(session: Session, queue: str) -> None:

@@ -144,14 +144,16 @@ def sync_once(session: Session, provider: NewsletterProvider, *, batch: int = 50
     """Deliver what is due now: one attempt per row in this pass (retries wait for the next)."""
     report = SyncReport()
     lease = current_app.config["NEWSLETTER_LEASE_SECONDS"]
-    attempted: set[int] = set()
+    retried: set[int] = set()  # only these are kept out of the rest of the pass (small)
     while True:
-        ids = claim(session, batch, lease, account_id, attempted)
+        ids = claim(session, batch, lease, account_id, retried)
         if not ids:
             return report
         for row_id in ids:
-            attempted.add(row_id)
+            before = report.retried
             deliver(session, provider, row_id, report)
+            if report.retried != before:
+                retried.add(row_id)
 
 
 def retry_failed(session: Session, row_id: int) -> bool:

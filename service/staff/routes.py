@@ -27,7 +27,8 @@ def _queue_health():
     """Every staff page says so when Stripe events wait too long (the worker is down or behind)."""
     if not (current_user.is_authenticated and current_user.is_staff):
         return {}
-    return {"worker_behind": stripe_queue.behind(get_session())}
+    session = get_session()
+    return {"worker_behind": stripe_queue.behind(session), "stripe_failed": stripe_queue.failed_count(session)}
 
 
 def staff_required(view):
@@ -113,6 +114,21 @@ def member(member_id: int):
 def checkouts():
     return render_template("staff/checkouts.html", rows=services.foreign_checkouts(),
                            dashboard_url=services.dashboard_url)
+
+
+@bp.get("/events")
+@staff_required
+def stripe_events():
+    return render_template("staff/events.html", rows=services.stripe_trouble(), confirm_form=ConfirmForm(),
+                           dashboard_url=services.dashboard_url)
+
+
+@bp.post("/events/<stripe_id>/requeue")
+@staff_required
+def requeue_event(stripe_id: str):
+    return _run(ConfirmForm(), lambda: services.requeue_stripe_event(current_user, stripe_id),
+                "The event is queued again; the worker will apply it in order.",
+                redirect(url_for("staff.stripe_events"), code=303))
 
 
 def _back(member_id: int):

@@ -105,6 +105,36 @@ def retry_newsletter(actor: Account, member_id: int, row_id: int) -> None:
     session.commit()
 
 
+def stripe_trouble(limit: int = 200) -> list[tuple[StripeEvent, int | None]]:
+    """Failed and retrying events, each with its member (through its customer when the event
+    never got as far as naming one)."""
+    from ..billing.queue import troubled
+
+    session = get_session()
+    rows = troubled(session, limit)
+    customers = {e.customer_stripe_id for e in rows if e.account_id is None and e.customer_stripe_id}
+    owners = {stripe_id: account_id for stripe_id, account_id in session.execute(
+        select(StripeCustomer.stripe_id, StripeCustomer.account_id).where(StripeCustomer.stripe_id.in_(customers)))}
+    return [(e, e.account_id or owners.get(e.customer_stripe_id)) for e in rows]
+
+
+def requeue_stripe_event(actor: Account, stripe_id: str) -> StripeEvent:
+    """A failed Stripe event goes back in the queue (audited); the worker applies it in order."""
+    from ..billing.queue import requeue
+
+    session = get_session()
+    row = requeue(session, stripe_id)
+    if row is None:
+        session.rollback()
+        raise ActionError("Only a failed Stripe event can be queued again.")
+    owner = row.account_id or (session.scalar(select(StripeCustomer.account_id).where(
+        StripeCustomer.stripe_id == row.customer_stripe_id)) if row.customer_stripe_id else None)
+    target = session.get(Account, owner) if owner else None
+    _audit(actor, "stripe_event_requeued", target, event=row.stripe_id, type=row.type)
+    session.commit()
+    return row
+
+
 def send_reset(actor: Account, member_id: int) -> None:
     account = _member(member_id)
     request_password_reset(account.email)

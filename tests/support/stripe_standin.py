@@ -45,6 +45,7 @@ class StripeStandIn:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body leave at once (no 40 ms delayed-ACK stall)
 
             def log_message(self, *args: Any) -> None:  # keep test output clean
                 pass
