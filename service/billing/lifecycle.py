@@ -50,18 +50,21 @@ class Applied:
     sub_after: tuple | None = None
 
 
-def _get_or_create(session: Session, model: type, lookup: dict[str, Any], defaults: dict[str, Any]):
+def _get_or_create(session: Session, model: type, lookup: dict[str, Any], defaults: dict[str, Any],
+                   probably_missing: bool = False):
     """Race-safe get-or-create on a unique column; the row comes back locked.
 
     A missing row costs one INSERT ... ON CONFLICT DO NOTHING RETURNING (no savepoint): when
     another worker inserted it first, the insert waits for their commit, returns nothing, and
-    their row is read under the lock."""
+    their row is read under the lock. `probably_missing` tries the insert first (a caller that
+    has just looked and found nothing saves a read)."""
     (key,) = lookup
     stmt = _locking_select(model, key)
     params = {"key": lookup[key]}
-    row = session.scalars(stmt, params).first()
-    if row is not None:
-        return row
+    if not probably_missing:
+        row = session.scalars(stmt, params).first()
+        if row is not None:
+            return row
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     created = session.scalars(insert(model).values(**lookup, **defaults)
                               .on_conflict_do_nothing(index_elements=[key]).returning(model),
@@ -150,7 +153,8 @@ def remember_customer(session: Session, account: Account) -> None:
         .order_by(StripeCustomer.id.desc()).limit(1))
 
 
-def _lock_subscription(session: Session, subscription_id: str, customer_id: str) -> StripeSubscription:
+def _lock_subscription(session: Session, subscription_id: str, customer_id: str,
+                       probably_missing: bool = False) -> StripeSubscription:
     now = datetime.now(timezone.utc)
     return _get_or_create(
         session,
@@ -158,6 +162,7 @@ def _lock_subscription(session: Session, subscription_id: str, customer_id: str)
         {"stripe_id": subscription_id},
         {"customer_stripe_id": customer_id, "status": "incomplete", "snapshot_at": NEVER_READ, "items": [],
          "cancel_at_period_end": False, "created_at": now, "updated_at": now},
+        probably_missing,
     )
 
 
@@ -184,6 +189,30 @@ _CUSTOMER_OWNER = (
     .where(StripeCustomer.stripe_id == bindparam("customer")).with_for_update(of=StripeCustomer))
 
 
+_SUBSCRIPTION_AND_OWNER = (
+    select(StripeSubscription, StripeCustomer, Account, Membership)
+    .join(StripeCustomer, StripeCustomer.stripe_id == StripeSubscription.customer_stripe_id)
+    .join(Account, Account.id == StripeCustomer.account_id)
+    .join(Membership, Membership.account_id == Account.id)
+    .where(StripeSubscription.stripe_id == bindparam("subscription"))
+    .with_for_update(of=[StripeSubscription, StripeCustomer, Membership]))
+
+Owner = tuple[StripeCustomer, Account | None, Membership | None]
+
+
+def _lock_with_owner(session: Session, subscription_id: str, customer_id: str
+                     ) -> tuple[StripeSubscription, Owner | None]:
+    """The subscription row, locked, and in the usual case (a known subscription of a linked
+    customer with a membership) its customer and membership too, in one statement. The locks
+    are taken in the usual order: subscription, customer, membership."""
+    with session.no_autoflush:
+        found = session.execute(_SUBSCRIPTION_AND_OWNER, {"subscription": subscription_id}).first()
+    if found is not None and (not customer_id or found[0].customer_stripe_id == customer_id):
+        return found[0], (found[1], found[2], found[3])
+    # Not there, or its customer is not linked yet: a new subscription is the usual reason.
+    return _lock_subscription(session, subscription_id, customer_id, probably_missing=found is None), None
+
+
 def _customer_and_owner(session: Session, customer_id: str
                         ) -> tuple[StripeCustomer, Account | None, Membership | None]:
     """The customer row and the membership of the account it is linked to (both locked), with
@@ -201,9 +230,13 @@ def _customer_and_owner(session: Session, customer_id: str
 
 
 def _finish(session: Session, row: StripeSubscription, snap: SubscriptionSnapshot, how: str,
-            account: Account | None) -> Applied:
-    # One read of the customer (locked: subscription, then customer, then membership).
-    customer, linked, locked_membership = _customer_and_owner(session, snap.customer_id)
+            account: Account | None, owner_locked: Owner | None = None) -> Applied:
+    # One read of the customer (locked: subscription, then customer, then membership), unless
+    # it came with the subscription.
+    if owner_locked is not None and owner_locked[0].stripe_id == snap.customer_id:
+        customer, linked, locked_membership = owner_locked
+    else:
+        customer, linked, locked_membership = _customer_and_owner(session, snap.customer_id)
     if account is None:
         account = linked
     if account is not None and account.role != Role.MEMBER:
@@ -229,7 +262,7 @@ def apply_subscription_event(
 ) -> Applied:
     """A subscription snapshot carried by an event created at `created`."""
     snap = snapshot_from_subscription(obj)
-    row = _lock_subscription(session, snap.id, snap.customer_id)
+    row, owner_locked = _lock_with_owner(session, snap.id, snap.customer_id)
     if created > row.snapshot_at:
         _copy_snapshot(session, row, snap, created)
         how = "applied"
@@ -242,7 +275,7 @@ def apply_subscription_event(
         log.info("subscription %s: event of %s is older than the stored snapshot of %s; ignored",
                  snap.id, created.isoformat(), row.snapshot_at.isoformat())
         how = "stale"
-    return _finish(session, row, snap, how, account)
+    return _finish(session, row, snap, how, account, owner_locked)
 
 
 def sync_subscription(
@@ -250,9 +283,9 @@ def sync_subscription(
     account: Account | None = None,
 ) -> Applied:
     """Read the subscription from Stripe under the row lock and apply it (it is the newest truth)."""
-    row = _lock_subscription(session, subscription_id, customer_id or "")
+    row, owner_locked = _lock_with_owner(session, subscription_id, customer_id or "")
     fetched = gateway.retrieve_subscription(subscription_id)
-    return _apply_read(session, row, fetched.obj, fetched.as_of, account)
+    return _apply_read(session, row, fetched.obj, fetched.as_of, account, owner_locked)
 
 
 def listed_differs(session: Session, obj: dict[str, Any]) -> bool:
@@ -269,7 +302,7 @@ def listed_differs(session: Session, obj: dict[str, Any]) -> bool:
 
 
 def _apply_read(session: Session, row: StripeSubscription, obj: dict[str, Any], as_of: datetime,
-                account: Account | None) -> Applied:
+                account: Account | None, owner_locked: Owner | None = None) -> Applied:
     """A read made while holding the row lock: it is newer than every event we have applied.
 
     Stamped one second before Stripe's `Date` (the header is written after the read and has
@@ -278,7 +311,7 @@ def _apply_read(session: Session, row: StripeSubscription, obj: dict[str, Any], 
     before = (row.status, row.current_period_end, row.cancel_at_period_end) if row.snapshot_at > NEVER_READ else None
     _copy_snapshot(session, row, snap, max(row.snapshot_at, as_of - timedelta(seconds=1)))
     after = (row.status, row.current_period_end, row.cancel_at_period_end)
-    applied = _finish(session, row, snap, "applied" if before != after else "unchanged", account)
+    applied = _finish(session, row, snap, "applied" if before != after else "unchanged", account, owner_locked)
     applied.sub_before, applied.sub_after = before, after
     return applied
 

@@ -127,11 +127,12 @@ def apply_event(session: Session, gateway: BillingGateway, event: Claimed, repor
     return result.outcome
 
 
-_RECORD = StripeEvent.__table__.update().where(StripeEvent.__table__.c.id == bindparam("event_id"))
+_EVENTS = StripeEvent.__table__
+_RECORD = _EVENTS.update().where(_EVENTS.c.id == bindparam("event_id"))
 
 
 def _record(session: Session, event: Claimed, result: Outcome) -> None:
-    values: dict = {"outcome": result.outcome.value, "note": result.note, "status": QueueStatus.DONE,
+    values: dict = {"outcome": result.outcome.value, "note": result.note, "status": QueueStatus.DONE.value,
                     "applied_at": utcnow(), "claimed_until": None, "last_error": None}
     customer = event.customer_stripe_id
     if result.customer_id and not customer:
@@ -142,7 +143,7 @@ def _record(session: Session, event: Claimed, result: Outcome) -> None:
         values["account_id"] = session.scalar(
             select(StripeCustomer.account_id).where(StripeCustomer.stripe_id == customer))
     session.flush()  # the change first, then the record (a Core statement: no StripeEvent is loaded here)
-    session.connection().execute(_RECORD.values(**values), {"event_id": event.id})
+    session.connection().execute(_RECORD, {"event_id": event.id, **values})  # SET: the keys given
 
 
 def _retry(session: Session, event_id: int, error: str, report: QueueReport) -> None:

@@ -132,7 +132,8 @@ _SUBSCRIPTION_PARTS = (
 def subscription_parts(session: Session, account_id: int) -> list[Subscription]:
     """The account's subscriptions as the domain sees them (plain rows: nothing is loaded as an
     ORM object, which this, the hottest read of the worker, does not need)."""
-    rows = session.execute(_SUBSCRIPTION_PARTS, {"account_id": account_id}).all()
+    session.flush()  # pending changes first (usually none: the hot writes go straight out)
+    rows = session.connection().execute(_SUBSCRIPTION_PARTS, {"account_id": account_id}).all()
     parts = []
     for r in rows:
         items = r.items or ([{"price": r.price_id}] if r.price_id else [])
