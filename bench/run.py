@@ -305,7 +305,7 @@ def searches(url: str, service_url: str, members: int, rounds: int) -> dict:
     with engine.connect() as conn:  # page 2,000 of the active members (50 a page), or the last full one
         active = conn.execute(text("SELECT count(*) FROM memberships WHERE status = 'active'")).scalar()
     engine.dispose()
-    page = max(1, min(2000, active // 50))
+    deep = max(1, min(2000, active // 50))
 
     env = env_for(service_url)
     sh(str(BIN / "flask"), "--app", "wsgi", "staff", "create", STAFF_EMAIL, "--role", "admin", env=env,
@@ -323,7 +323,7 @@ def searches(url: str, service_url: str, members: int, rounds: int) -> dict:
         "email prefix": f"/staff?q=bench{target // 10}",
         "exact email": f"/staff?q=bench{target}@example.org",
         "name contains": f"/staff?q=reader {target}",
-        f"state, page {page:,}": f"/staff?status=active&page={page}",
+        f"state, page {deep:,}": f"/staff?status=active&page={deep}",
     }
     times: dict[str, list[float]] = {name: [] for name in queries}
     times["GET /api/v1/members/<id>"] = []
