@@ -105,9 +105,11 @@ def translate(exc: stripe.StripeError) -> BillingError:
                             retryable=True, detail=f"Stripe rejected the API key ({detail})")
     if isinstance(exc, stripe.InvalidRequestError):
         log.error("Stripe rejected a request: %s", detail)
-        # Only a missing object is final; other refusals may be ours to fix, so retry.
+        # Only a missing object is final (Stripe says `resource_missing`; a server without codes,
+        # such as localstripe, says 404); other refusals may be ours to fix, so retry.
+        missing = exc.code == "resource_missing" or exc.http_status == 404
         return BillingError("We could not start the payment. Please try again later.",
-                            retryable=exc.code != "resource_missing", detail=detail)
+                            retryable=not missing, detail=detail)
     if isinstance(exc, stripe.RateLimitError):
         return BillingError("Payments are busy right now. Please try again in a minute.", detail=detail)
     log.error("Stripe unavailable: %s", detail)

@@ -71,6 +71,10 @@ class Claimed:
     payload: dict
     customer_stripe_id: str | None
     account_id: int | None
+    # The claim: `claimed_until` as this worker set it. Recording an outcome needs it to be
+    # unchanged, so a worker whose lease ran out (and whose event another worker took over)
+    # never records, retries or fails an event it no longer holds.
+    lease_until: datetime | None = None
 
 
 def claim(session: Session, limit: int, lease: float,
@@ -86,15 +90,16 @@ def claim(session: Session, limit: int, lease: float,
         stmt = stmt.with_for_update(skip_locked=True, of=StripeEvent)
     claimed: list[Claimed] = []
     customers: set[str] = set()
+    until = now + timedelta(seconds=lease)
     for event_id, payload, customer, account_id in session.execute(stmt):
         if customer is not None:
             if customer in customers:
                 continue  # one of a customer's events at a time: they go in order
             customers.add(customer)
-        claimed.append(Claimed(event_id, payload, customer, account_id))
+        claimed.append(Claimed(event_id, payload, customer, account_id, until))
     if claimed:
         session.execute(update(StripeEvent).where(StripeEvent.id.in_([c.id for c in claimed]))
-                        .values(status=QueueStatus.IN_FLIGHT, claimed_until=now + timedelta(seconds=lease)))
+                        .values(status=QueueStatus.IN_FLIGHT, claimed_until=until))
     session.commit()
     return claimed
 
@@ -112,26 +117,35 @@ def apply_event(session: Session, gateway: BillingGateway, event: Claimed, repor
         result = handle(session, gateway, event.payload)
     except BillingError as exc:
         if exc.retryable:
-            return _retry(session, event.id, f"Stripe: {exc.detail}", report)
-        # Stripe says the object is gone for good: keep the event for staff, drop partial work.
-        session.rollback()
-        result = Outcome(EventOutcome.FAILED, note=f"Stripe refused a read: {exc.detail}")
+            return _retry(session, event, f"Stripe: {exc.detail}", report)
+        # Stripe says the object is gone for good: drop partial work and keep the event as
+        # failed, for staff to see (and queue again once the cause is fixed).
+        return _retry(session, event, f"Stripe refused a read: {exc.detail}", report, final=True)
     except SQLAlchemyError as exc:
-        return _retry(session, event.id, f"database: {exc.__class__.__name__}", report)
+        return _retry(session, event, f"database: {exc.__class__.__name__}", report)
+    except Exception as exc:  # noqa: BLE001  (a shape we did not expect, or a bug: never stop the worker)
+        log.exception("Stripe event %s could not be applied", event.id)
+        return _retry(session, event, f"error: {exc.__class__.__name__}: {str(exc)[:300]}", report)
     try:
-        _record(session, event, result)
+        if not _record(session, event, result):
+            session.rollback()
+            log.warning("Stripe event %s: the claim ran out and another worker took it; not recorded here", event.id)
+            return None
         session.commit()
     except SQLAlchemyError as exc:
-        return _retry(session, event.id, f"database: {exc.__class__.__name__}", report)
+        return _retry(session, event, f"database: {exc.__class__.__name__}", report)
     report.applied += 1
     return result.outcome
 
 
 _EVENTS = StripeEvent.__table__
-_RECORD = _EVENTS.update().where(_EVENTS.c.id == bindparam("event_id"))
+_RECORD = _EVENTS.update().where(_EVENTS.c.id == bindparam("event_id"),
+                                  _EVENTS.c.status == QueueStatus.IN_FLIGHT.value,
+                                  _EVENTS.c.claimed_until == bindparam("lease_until"))
 
 
-def _record(session: Session, event: Claimed, result: Outcome) -> None:
+def _record(session: Session, event: Claimed, result: Outcome) -> bool:
+    """The outcome, if this worker still holds the claim (False: it does not; roll back)."""
     values: dict = {"outcome": result.outcome.value, "note": result.note, "status": QueueStatus.DONE.value,
                     "applied_at": utcnow(), "claimed_until": None, "last_error": None}
     customer = event.customer_stripe_id
@@ -143,20 +157,25 @@ def _record(session: Session, event: Claimed, result: Outcome) -> None:
         values["account_id"] = session.scalar(
             select(StripeCustomer.account_id).where(StripeCustomer.stripe_id == customer))
     session.flush()  # the change first, then the record (a Core statement: no StripeEvent is loaded here)
-    session.connection().execute(_RECORD, {"event_id": event.id, **values})  # SET: the keys given
+    done = session.connection().execute(_RECORD, {"event_id": event.id, "lease_until": event.lease_until,
+                                                  **values})  # SET: the keys given
+    return done.rowcount == 1
 
 
-def _retry(session: Session, event_id: int, error: str, report: QueueReport) -> None:
+def _retry(session: Session, event: Claimed, error: str, report: QueueReport, final: bool = False) -> None:
+    """Put the event off (backoff), or fail it after the last attempt (`final`: at once)."""
     session.rollback()
-    row = session.get(StripeEvent, event_id, with_for_update=True)
-    if row is None:
-        session.rollback()
+    row = session.get(StripeEvent, event.id, with_for_update=True, populate_existing=True)
+    if row is None or row.status != QueueStatus.IN_FLIGHT or row.claimed_until != event.lease_until:
+        session.rollback()  # no longer ours: its new holder decides
         return None
     row.attempts += 1
     row.last_error = error
     row.claimed_until = None
-    if row.attempts >= current_app.config["STRIPE_EVENT_MAX_ATTEMPTS"]:
+    if final or row.attempts >= current_app.config["STRIPE_EVENT_MAX_ATTEMPTS"]:
         row.status = QueueStatus.FAILED  # shown to staff, who can replay it
+        if final:
+            row.outcome, row.note = EventOutcome.FAILED.value, error[:500]
         report.failed += 1
         log.error("Stripe event %s (%s) failed after %s attempts: %s", row.stripe_id, row.type, row.attempts, error)
     else:
@@ -185,11 +204,25 @@ def run_due(session: Session, gateway: BillingGateway, *, batch: int = 100) -> Q
         claimed = claim(session, batch, lease, retried)
         if not claimed:
             return report
-        for event in claimed:
+        for n, event in enumerate(claimed):
+            if utcnow() > event.lease_until - timedelta(seconds=lease / 2):
+                # Half the lease is gone (slow Stripe reads): hand the rest back before it runs
+                # out under us, and claim afresh.
+                _release(session, claimed[n:])
+                break
             before = report.retried
             apply_event(session, gateway, event, report)
             if report.retried != before:
                 retried.add(event.id)
+
+
+def _release(session: Session, events: list[Claimed]) -> None:
+    """Give claimed events back to the queue (still ours only), to be claimed again at once."""
+    for event in events:
+        session.execute(update(StripeEvent).where(
+            StripeEvent.id == event.id, StripeEvent.status == QueueStatus.IN_FLIGHT,
+            StripeEvent.claimed_until == event.lease_until).values(status=QueueStatus.PENDING, claimed_until=None))
+    session.commit()
 
 
 def requeue(session: Session, stripe_id: str) -> StripeEvent | None:

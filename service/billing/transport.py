@@ -32,6 +32,16 @@ def proxy_for(base: str) -> str | None:
     return proxies.get(urlsplit(base).scheme) or None
 
 
+def _no_dot_segments(url: str) -> None:
+    """An id of "." or ".." (the library quotes ids, but not dots) would reach another Stripe
+    path once the URL is normalised: no Stripe object has such an id."""
+    from urllib.parse import unquote, urlsplit
+
+    if any(segment in (".", "..") for segment in unquote(urlsplit(url).path).split("/")):
+        raise stripe.InvalidRequestError("No such object: not a Stripe id", None, code="resource_missing",
+                                         http_status=404)
+
+
 class Urllib3Client(stripe.HTTPClient):
     name = "urllib3"
 
@@ -47,11 +57,20 @@ class Urllib3Client(stripe.HTTPClient):
             pool.update(cert_reqs="CERT_REQUIRED", ca_certs=stripe.ca_bundle_path)
         else:
             pool.update(cert_reqs="CERT_NONE")
-        self.pool: urllib3.PoolManager = (urllib3.ProxyManager(self.proxy_url, **pool) if self.proxy_url
-                                          else urllib3.PoolManager(**pool))
+        if self.proxy_url:
+            from urllib.parse import unquote, urlsplit
+
+            parts = urlsplit(self.proxy_url)
+            if parts.username:  # http://user:password@proxy:3128: sent as Proxy-Authorization
+                pool["proxy_headers"] = urllib3.make_headers(
+                    proxy_basic_auth=f"{unquote(parts.username)}:{unquote(parts.password or '')}")
+            self.pool: urllib3.PoolManager = urllib3.ProxyManager(self.proxy_url, **pool)
+        else:
+            self.pool = urllib3.PoolManager(**pool)
 
     def request(self, method: str, url: str, headers: Mapping[str, str] | None,
                 post_data: Any = None) -> tuple[bytes, int, Mapping[str, str]]:
+        _no_dot_segments(url)
         try:
             resp = self.pool.request(method.upper(), url, headers=dict(headers or {}), body=post_data)
         except Exception as exc:  # noqa: BLE001  (every failure becomes the library's connection error)
@@ -60,6 +79,7 @@ class Urllib3Client(stripe.HTTPClient):
 
     def request_stream(self, method: str, url: str, headers: Mapping[str, str] | None,
                        post_data: Any = None) -> tuple[Any, int, Mapping[str, str]]:
+        _no_dot_segments(url)
         try:
             resp = self.pool.request(method.upper(), url, headers=dict(headers or {}), body=post_data,
                                      preload_content=False)

@@ -78,7 +78,7 @@ def encode_cursor(created_at: datetime, account_id: int) -> str:
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, int]:
-    if not _CURSOR.match(cursor or ""):
+    if not _CURSOR.fullmatch(cursor or ""):
         raise BadCursor("not a cursor of this list")
     stamp, _, account_id = cursor.partition("_")
     seconds, _, micros = stamp.partition(".")

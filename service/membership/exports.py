@@ -91,7 +91,11 @@ def export_select(session: Session, f: directory.MemberFilter) -> Select:
 
 
 def export_dir() -> Path:
+    """EXPORT_DIR; a relative one is under the instance folder (so the worker that writes and the
+    web process that serves agree, whatever their working directories)."""
     path = Path(current_app.config["EXPORT_DIR"])
+    if not path.is_absolute():
+        path = Path(current_app.instance_path) / path
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -151,11 +155,21 @@ def run_job(session: Session, job_id: int) -> None:
             status="failed", error=exc.__class__.__name__, finished_at=utcnow()))
         session.commit()
         return
-    os.replace(part, export_dir() / job.file_name)
     now = utcnow()
-    session.execute(update(ExportJob).where(ExportJob.id == job_id).values(
+    # Done only if the job is still ours: a worker whose lease ran out (another one marked the
+    # job failed and removed the part file) leaves it failed.
+    finished = session.execute(update(ExportJob).where(ExportJob.id == job_id, ExportJob.status == "running").values(
         status="done", rows_done=rows, finished_at=now, claimed_until=None,
         expires_at=now + timedelta(hours=current_app.config["EXPORT_TTL_HOURS"])))
+    try:
+        if finished.rowcount != 1:
+            raise FileNotFoundError("the job was taken over")
+        os.replace(part, export_dir() / job.file_name)
+    except OSError as exc:
+        session.rollback()
+        part.unlink(missing_ok=True)
+        log.error("export %s not completed here: %s", job_id, exc)
+        return
     session.commit()
 
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ from ..support.events import apply_events, event, post_event
 from ..support.factories import make_account
 from ..support.staff import client_as
 from ..support.stripe_objects import subscription
-from ..support.stripe_standin import SubscriptionTruth
+from ..support.stripe_standin import Reply, SubscriptionTruth
 from ..support.wait import poll
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -222,3 +223,77 @@ def test_a_worker_killed_mid_batch_loses_nothing(app, database_url, tmp_path):
         enrolments = s.execute(select(NewsletterOutbox.account_id, func.count()).where(
             NewsletterOutbox.action == "subscribed").group_by(NewsletterOutbox.account_id)).all()
         assert sorted(enrolments) == [(m, 1) for m in sorted(members)]
+
+
+def test_an_event_the_handler_cannot_take_is_retried_never_stops_the_worker_or_other_customers(app, runner):
+    """A signed event in a shape we did not expect (here a subscription without `status`): the
+    worker records the error and puts it off; other customers' events are applied; after the
+    last attempt it is failed and shown to staff."""
+    make_account(app, email="ok@example.org", customer="cus_OK")
+    make_account(app, email="bad@example.org", customer="cus_BAD")
+    client = app.test_client()
+    odd = subscription(id="sub_BAD", customer="cus_BAD", status="active")
+    del odd["status"]
+    post_event(client, event("customer.subscription.updated", odd, id="evt_odd", created=NOW - 10), apply=False)
+    post_event(client, event("customer.subscription.updated", subscription(id="sub_OK", customer="cus_OK"),
+                             id="evt_fine", created=NOW), apply=False)
+    result = runner.invoke(args=["worker", "--once"])
+    assert result.exit_code == 0, result.output
+    with app.app_context():
+        rows = {r.stripe_id: r for r in get_session().scalars(select(StripeEvent))}
+        assert rows["evt_fine"].status == "done" and rows["evt_fine"].outcome == "applied"
+        assert (rows["evt_odd"].status, rows["evt_odd"].attempts) == ("pending", 1)
+        assert rows["evt_odd"].last_error.startswith("error: KeyError")
+        get_session().execute(update(StripeEvent).where(StripeEvent.stripe_id == "evt_odd").values(
+            attempts=app.config["STRIPE_EVENT_MAX_ATTEMPTS"] - 1, next_attempt_at=utcnow()))
+        get_session().commit()
+    assert runner.invoke(args=["worker", "--once"]).exit_code == 0
+    with app.app_context():
+        assert get_session().scalar(select(StripeEvent.status).where(StripeEvent.stripe_id == "evt_odd")) == "failed"
+    assert "evt_odd" in client_as(app, "staff").get("/staff/events").get_data(as_text=True)
+
+
+def test_an_object_stripe_says_is_gone_fails_the_event_at_once_for_staff_to_see(app, stripe_api, runner):
+    make_account(app, customer="cus_G")
+    stripe_api.on("GET", "/v1/subscriptions/sub_gone", Reply(404, {"error": {
+        "type": "invalid_request_error", "message": "No such subscription: 'sub_gone'"}}))  # no code: localstripe
+    invoice = {"id": "in_G", "object": "invoice", "customer": "cus_G", "subscription": "sub_gone"}
+    post_event(app.test_client(), event("invoice.paid", invoice, id="evt_gone"), apply=False)
+    assert runner.invoke(args=["worker", "--once"]).exit_code == 0
+    with app.app_context():
+        row = get_session().scalars(select(StripeEvent).where(StripeEvent.stripe_id == "evt_gone")).one()
+        assert (row.status, row.outcome, row.attempts) == ("failed", "failed", 1)
+        assert "No such subscription" in row.note
+    listed = runner.invoke(args=["stripe", "events"]).output
+    assert "evt_gone" in listed
+    assert "evt_gone" in client_as(app, "staff").get("/staff/events").get_data(as_text=True)
+
+
+def test_a_worker_whose_claim_ran_out_records_nothing(app):
+    """Another worker took the event over (its lease ran out here): this worker's late outcome,
+    retry or failure is dropped, so the event is applied and recorded once."""
+    from service.billing import queue
+    from service.billing.runtime import get_gateway
+    from service.db import close_session
+
+    make_account(app, customer="cus_L")
+    post_event(app.test_client(), event("customer.subscription.created",
+                                        subscription(id="sub_L", customer="cus_L"), id="evt_L"), apply=False)
+    with app.app_context():
+        session = get_session()
+        (mine,) = queue.claim(session, 10, 60)
+        # ... the lease runs out, and another worker claims it afresh:
+        session.execute(update(StripeEvent).values(claimed_until=utcnow() - timedelta(seconds=1)))
+        session.commit()
+        (theirs,) = queue.claim(session, 10, 60)
+        assert theirs.lease_until != mine.lease_until
+        report = queue.QueueReport()
+        assert queue.apply_event(session, get_gateway(), mine, report) is None and report.applied == 0
+        row = session.scalars(select(StripeEvent)).one()
+        assert (row.status, row.outcome) == ("in_flight", "received")
+        queue._retry(session, mine, "late", report)  # nor may it put the event off
+        session.expire_all()
+        assert session.scalars(select(StripeEvent.status)).one() == "in_flight"
+        assert queue.apply_event(session, get_gateway(), theirs, report) == "applied" and report.applied == 1
+        assert session.scalars(select(StripeEvent.status)).one() == "done"
+        close_session()

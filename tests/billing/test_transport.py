@@ -76,3 +76,24 @@ def test_a_subscription_id_cannot_reach_another_path(stripe_api):
     with pytest.raises(BillingError):
         _gateway(stripe_api.url).retrieve_subscription("../customers/cus_1")
     assert stripe_api.calls("GET", "/v1/customers/cus_1") == []
+
+
+@pytest.mark.parametrize("bad", [".", ".."])
+def test_dot_ids_never_reach_another_stripe_path(stripe_api, bad):
+    with pytest.raises(BillingError) as err:
+        _gateway(stripe_api.url).retrieve_subscription(bad)
+    assert not err.value.retryable
+    assert stripe_api.requests == []
+
+
+def test_proxy_credentials_in_the_url_are_sent(stripe_api, monkeypatch):
+    stripe_api.on("GET", "/v1/subscriptions/sub_A", Reply(200, subscription(id="sub_A", customer="cus_A")))
+    host = stripe_api.url.removeprefix("http://")
+    monkeypatch.setenv("HTTP_PROXY", f"http://proxy%40user:s3cret@{host}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    _gateway(NOWHERE).retrieve_subscription("sub_A")
+    (call,) = stripe_api.calls("GET", "/v1/subscriptions/sub_A")
+    import base64
+
+    assert base64.b64decode(call.headers["proxy-authorization"].split()[1]) == b"proxy@user:s3cret"

@@ -86,3 +86,33 @@ def test_webhook_needs_no_csrf_but_only_post(client):
 
 def test_secret_is_the_configured_one():
     assert SECRET == "whsec_test_secret"
+
+
+def _signed_odd(**changes):
+    evt = _evt()
+    for key, value in changes.items():
+        if key == "customer":
+            evt["data"]["object"]["customer"] = value
+        else:
+            evt[key] = value
+    return json.dumps(evt)
+
+
+@pytest.mark.parametrize("body", [
+    _signed_odd(created=10**20),                        # out of any datetime's range
+    _signed_odd(created=-10**15),
+    _signed_odd(created=int(time.time()) + 30 * 86400),  # a month ahead: not Stripe's clock
+    _signed_odd(id="evt_" + "x" * 300),                 # longer than any Stripe id
+    _signed_odd(type="customer.subscription.updated" * 10),
+    _signed_odd(api_version="2025-03-31." + "x" * 60),
+    _signed_odd(api_version={"not": "a string"}),
+    _signed_odd(id="evt_\u0000nul"),
+    _signed_odd(customer=12345),
+    _signed_odd().replace('"livemode": false', '"livemode": NaN'),
+    '{"a": ' * 100_000 + "1" + "}" * 100_000,          # nested past the parser's depth
+])
+def test_a_signed_body_that_is_not_stripes_shape_gets_400_and_nothing_is_stored(app, client, body):
+    resp = post_event(client, body)
+    assert resp.status_code == 400, resp.get_data(as_text=True)[:200]
+    assert resp.json["error"]["code"] == "invalid_event"
+    assert stored(app) == 0

@@ -149,3 +149,11 @@ def test_service_connections_run_without_jit(app, database_url):
         pytest.skip("PostgreSQL's JIT")
     with app.app_context():
         assert get_session().connection().exec_driver_sql("SHOW jit").scalar() == "off"
+
+
+def test_a_cursor_with_anything_after_it_is_not_a_cursor():
+    good = directory.encode_cursor(START, 42)
+    assert directory.decode_cursor(good)[1] == 42
+    for bad in (good + "\n", good + "x", " " + good):
+        with pytest.raises(directory.BadCursor):
+            directory.decode_cursor(bad)

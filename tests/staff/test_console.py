@@ -286,3 +286,45 @@ def test_an_export_of_ten_thousand_rows_is_exactly_the_filtered_list_the_console
     for i in range(0, 10_000, 97):
         if states[i % 5] in (S.ACTIVE, S.PAST_DUE, S.COMPED):
             assert by_email[f"reader{i:05d}@example.org"][2] == "'" + formulas[i % 5]
+
+
+def test_a_relative_export_dir_is_under_the_instance_folder_for_worker_and_web_alike(make_app):
+    import shutil
+    import uuid
+    from pathlib import Path
+
+    name = f"test-exports-{uuid.uuid4().hex[:8]}"
+    app = make_app(EXPORT_DIR=name)
+    try:
+        make_account(app, email="rel@example.org", name="Relative Reader")
+        rows, _ = export(app, client_as(app, "staff"), "q=rel")
+        assert [r[1] for r in rows[1:]] == ["rel@example.org"]
+        assert list((Path(app.instance_path) / name).glob("members-*.csv"))
+    finally:
+        shutil.rmtree(Path(app.instance_path) / name, ignore_errors=True)
+
+
+def test_an_export_taken_over_while_writing_stays_failed_and_the_worker_goes_on(app, seeded):
+    """Its lease ran out and another worker marked it failed: the first worker, finishing late,
+    neither crashes nor offers the file."""
+    from sqlalchemy import update
+
+    from service.membership import exports
+    from service.models import ExportJob
+
+    staff = client_as(app, "staff")
+    listed = staff.get("/staff").get_data(as_text=True)
+    form = re.search(r'<form method="post" action="/staff/exports".*?</form>', listed, re.S).group(0)
+    job_page = staff.post("/staff/exports", data=dict(re.findall(r'name="([^"]+)" value="([^"]*)"', form)))
+    with app.app_context():
+        session = get_session()
+        job = exports._claim(session)
+        session.execute(update(ExportJob).where(ExportJob.id == job.id).values(status="failed",
+                                                                           error="the worker stopped"))
+        session.commit()
+        exports.run_job(session, job.id)  # finishes late: no exception
+        session.expire_all()
+        assert session.get(ExportJob, job.id).status == "failed"
+        assert not list(exports.export_dir().glob(job.file_name + "*"))
+    page = staff.get(job_page.headers["Location"]).get_data(as_text=True)
+    assert "This export failed" in page and "Download" not in page
