@@ -297,3 +297,22 @@ def test_a_worker_whose_claim_ran_out_records_nothing(app):
         assert queue.apply_event(session, get_gateway(), theirs, report) == "applied" and report.applied == 1
         assert session.scalars(select(StripeEvent.status)).one() == "done"
         close_session()
+
+
+def test_with_stripe_unreachable_the_worker_asks_for_the_catalogue_once_a_minute_not_every_pass(make_app, caplog):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{s.getsockname()[1]}"
+    app = make_app(STRIPE_API_BASE=closed, STRIPE_MAX_NETWORK_RETRIES=0)
+    make_account(app, customer="cus_U")
+    client = app.test_client()
+    for i in range(3):
+        post_event(client, event("customer.subscription.updated", subscription(id="sub_U", customer="cus_U"),
+                                 created=NOW + i), apply=False)
+        apply_events(app)  # a pass each: the event is applied with the catalogue as it stands
+    warned = [r for r in caplog.records if "catalogue not refreshed" in r.getMessage()]
+    assert len(warned) == 1 and "asking Stripe again in 60 s" in warned[0].getMessage()
+    with app.app_context():
+        assert get_session().scalar(select(func.count(StripeEvent.id)).where(StripeEvent.status == "done")) == 3
