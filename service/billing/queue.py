@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import random
-import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -33,7 +32,6 @@ from .gateway import BillingError, BillingGateway
 from .webhooks import EventOutcome, Outcome, handle
 
 log = logging.getLogger("service.billing.queue")
-CATALOGUE_RETRY_SECONDS = 60
 
 
 class QueueStatus(StrEnum):
@@ -192,17 +190,13 @@ def _retry(session: Session, event: Claimed, error: str, report: QueueReport, fi
 def run_due(session: Session, gateway: BillingGateway, *, batch: int = 100) -> QueueReport:
     """Apply what is due now (each event at most once in this pass)."""
     report = QueueReport()
-    # Stripe unreachable a moment ago: not asked again on every pass (each ask waits for a
-    # timeout and logs); the catalogue as it stands judges meanwhile.
-    if time.monotonic() >= current_app.extensions.get("catalogue_retry_at", 0.0):
-        try:
-            catalogue.ensure_once(session, gateway)
-            session.commit()
-        except BillingError as exc:
-            session.rollback()
-            current_app.extensions["catalogue_retry_at"] = time.monotonic() + CATALOGUE_RETRY_SECONDS
-            log.warning("catalogue not refreshed (%s); applying events with the catalogue as it stands, "
-                        "asking Stripe again in %s s", exc.detail.splitlines()[0], CATALOGUE_RETRY_SECONDS)
+    try:
+        catalogue.ensure_once(session, gateway)  # after a failure, not asked again for a minute
+        session.commit()
+    except BillingError as exc:
+        session.rollback()
+        log.warning("catalogue not refreshed (%s); applying events with the catalogue as it stands, "
+                    "asking Stripe again in %s s", exc.detail.splitlines()[0], catalogue.RETRY_SECONDS)
     lease = current_app.config["STRIPE_EVENT_LEASE_SECONDS"]
     # An event is tried at most once a pass: one whose attempt was put off is kept out of the
     # rest of the pass (a set as small as the failures, not one id per applied event).

@@ -89,7 +89,7 @@ def current(session: Session) -> Catalogue:
     return value
 
 
-def forget(session: Session | None = None) -> None:
+def forget() -> None:
     """The catalogue changed here: the next `current` reads it again."""
     current_app.extensions.get("catalogue_cache", {}).pop("value", None)
 
@@ -161,11 +161,18 @@ def ensure(session: Session, book: PriceBook) -> None:
     forget()
 
 
+RETRY_SECONDS = 60
+
+
 def ensure_once(session: Session, book: PriceBook) -> None:
-    """`ensure`, at most once per process and configuration (it is a database read otherwise)."""
+    """`ensure`, at most once per process and configuration (it is a database read otherwise).
+
+    When the price book cannot be read (Stripe unreachable), the error goes to the caller, and
+    for RETRY_SECONDS nobody asks again: every page and worker pass would otherwise wait for a
+    timeout. The catalogue as it stands judges meanwhile."""
     done = current_app.extensions.setdefault("catalogue_ensured", set())
     key = (current_app.config.get("STRIPE_PRICE_ID"), current_app.config.get("STRIPE_PRODUCT_ID"))
-    if key in done:
+    if key in done or time.monotonic() < current_app.extensions.get("catalogue_retry_at", 0.0):
         return
     try:
         ensure(session, book)
@@ -174,6 +181,9 @@ def ensure_once(session: Session, book: PriceBook) -> None:
         # STRIPE_PRICE_ID counting as the $5/month level) still judges every member.
         session.rollback()
         log.error("catalogue not refreshed from STRIPE_PRICE_ID: %s", exc)
+    except Exception:
+        current_app.extensions["catalogue_retry_at"] = time.monotonic() + RETRY_SECONDS
+        raise
     done.add(key)
 
 

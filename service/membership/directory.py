@@ -117,7 +117,12 @@ def search(session: Session, f: MemberFilter, *, page: int = 1, cursor: str | No
     found = found[:per_page]
     rows = _rows(session, [account_id for account_id, _ in found])
     next_cursor = encode_cursor(found[-1][1], found[-1][0]) if more and found else None
-    estimate, exact = count(session, f)
+    if not cursor and not more and (found or page == 1):
+        # The last page by number: what came before it and what is on it are the whole list
+        # (a search that fits one page, the usual case, costs no count).
+        estimate, exact = (page - 1) * per_page + len(found), True
+    else:
+        estimate, exact = count(session, f)
     return Page(rows, page, per_page, next_cursor, estimate, exact)
 
 

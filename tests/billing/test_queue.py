@@ -316,3 +316,16 @@ def test_with_stripe_unreachable_the_worker_asks_for_the_catalogue_once_a_minute
     assert len(warned) == 1 and "asking Stripe again in 60 s" in warned[0].getMessage()
     with app.app_context():
         assert get_session().scalar(select(func.count(StripeEvent.id)).where(StripeEvent.status == "done")) == 3
+
+
+def test_with_stripe_unreachable_join_pages_do_not_each_wait_on_it(make_app, caplog):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{s.getsockname()[1]}"
+    app = make_app(STRIPE_API_BASE=closed, STRIPE_MAX_NETWORK_RETRIES=0)
+    client = app.test_client()
+    assert [client.get("/join").status_code for _ in range(3)] == [200, 200, 200]
+    asked = [r for r in caplog.records if r.name == "service.billing" and "Stripe unavailable" in r.getMessage()]
+    assert len(asked) == 1

@@ -157,3 +157,29 @@ def test_a_cursor_with_anything_after_it_is_not_a_cursor():
     for bad in (good + "\n", good + "x", " " + good):
         with pytest.raises(directory.BadCursor):
             directory.decode_cursor(bad)
+
+
+def test_a_search_that_fits_its_page_is_counted_from_the_page_itself(app):
+    """No second pass over the matches (on PostgreSQL a name search would walk its trigram
+    index twice): the last page by number knows the total."""
+    from sqlalchemy import event as sa_event
+
+    for i in range(3):
+        make_account(app, email=f"fit{i}@example.org", name=f"Fit {i}")
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, *args):
+        seen.append(statement)
+
+    engine = app.extensions["db_engine"]
+    sa_event.listen(engine, "before_cursor_execute", record)
+    try:
+        page = _search(app, q="fit", per_page=5)
+        last = _search(app, q="fit", per_page=2, page=2)
+    finally:
+        sa_event.remove(engine, "before_cursor_execute", record)
+    assert (page.estimate, page.exact, len(page.rows)) == (3, True, 3)
+    assert (last.estimate, last.exact, len(last.rows)) == (3, True, 1)
+    assert not [s for s in seen if "count(" in s.lower() or s.startswith("EXPLAIN")]
+    first = _search(app, q="fit", per_page=2)  # more to come: counted
+    assert (first.estimate, first.exact) == (3, True) and first.next_cursor
