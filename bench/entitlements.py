@@ -35,7 +35,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def prepare_database(members: int) -> str:
+def fresh_database() -> str:
+    """DB_NAME dropped, created and migrated to head; its URL."""
     from sqlalchemy import create_engine, text
 
     admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
@@ -47,6 +48,11 @@ def prepare_database(members: int) -> str:
     from service.migrate import upgrade
 
     upgrade(url)
+    return url
+
+
+def prepare_database(members: int) -> str:
+    url = fresh_database()
     import psycopg
 
     raw = url.replace("postgresql+psycopg://", "postgresql://")

@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.entitlements import ADMIN_URL, DB_NAME, SERVICE_HOST, free_port, load, serve  # noqa: E402
+from bench.entitlements import DB_NAME, SERVICE_HOST, fresh_database, serve  # noqa: E402
 
 BIN = Path(sys.executable).parent
 SECRET = "whsec_bench_secret"
@@ -50,17 +50,7 @@ def sh(*args: str, env: dict | None = None, **kw) -> subprocess.CompletedProcess
 
 def prepare(members: int) -> tuple[str, str]:
     """A fresh database with `members` readers (and their memberships) and the catalogue."""
-    from sqlalchemy import create_engine, text
-
-    admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)"))
-        conn.execute(text(f"CREATE DATABASE {DB_NAME}"))
-    admin.dispose()
-    url = ADMIN_URL.rsplit("/", 1)[0] + f"/{DB_NAME}"
-    from service.migrate import upgrade
-
-    upgrade(url)
+    url = fresh_database()
     import psycopg
 
     raw = url.replace("postgresql+psycopg://", "postgresql://")
@@ -288,6 +278,8 @@ def apply_rate(url: str, service_url: str, stripe_url: str, kind: str) -> dict:
             "WHERE status = 'delivered'")).one()
         conn.execute(text("TRUNCATE newsletter_outbox"))
         conn.commit()
+    with engine.connect() as conn:  # as autovacuum would soon after 20,000 changed rows
+        conn.execution_options(isolation_level="AUTOCOMMIT").execute(text("ANALYZE stripe_events"))
     engine.dispose()
     assert done == BACKLOG, out[-2000:]
     seconds = (last - first).total_seconds()
@@ -362,7 +354,6 @@ def export(url: str, service_url: str, members: int) -> dict:
     proc = subprocess.Popen([str(BIN / "flask"), "--app", "wsgi", "worker", "--once"], cwd=ROOT,
                             env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     samples: list[tuple[str, int]] = []
-    started = None
     while proc.poll() is None:
         try:
             rss = int(re.search(r"VmRSS:\s+(\d+)", Path(f"/proc/{proc.pid}/status").read_text()).group(1))
@@ -370,11 +361,8 @@ def export(url: str, service_url: str, members: int) -> dict:
             break
         with engine.connect() as conn:
             status = conn.execute(text("SELECT status FROM export_jobs ORDER BY id DESC LIMIT 1")).scalar()
-        if status == "running" and started is None:
-            started = time.monotonic()
         samples.append((status, rss))
         time.sleep(0.05)
-    finished = time.monotonic()
     with engine.connect() as conn:
         job = conn.execute(text("SELECT status, rows_done, started_at, finished_at FROM export_jobs "
                                 "ORDER BY id DESC LIMIT 1")).one()
@@ -393,7 +381,6 @@ def export(url: str, service_url: str, members: int) -> dict:
     sh("psql", "-h", host, "-U", "postgres", "-d", DB_NAME, "-q", "-c",
        f"\\copy ({query}) TO '{tempfile.gettempdir()}/bench-psql-copy.csv' WITH (FORMAT csv, HEADER)")
     psql = time.monotonic() - t
-    del finished, started
     return {"seconds": seconds, "psql": psql, "ratio": seconds / psql, "rss_growth_mb": (peak - at_start) / 1024}
 
 

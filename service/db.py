@@ -191,6 +191,3 @@ def close_session(_exc: BaseException | None = None) -> None:
         session.close()
 
 
-def new_session() -> Session:
-    """A session owned by the caller (e.g. a streamed response), closed by the caller."""
-    return current_app.extensions["db_sessionmaker"]()

@@ -26,13 +26,13 @@ from .billing import queue as stripe_queue
 from .billing.runtime import get_gateway
 from .db import close_session, get_engine, get_session, queue_session
 from .membership import exports
-from .membership.service import recompute_ended
+from .membership.service import WAKE_CHANNEL, recompute_ended
 from .newsletter.outbox import sync_once
 from .newsletter.runtime import get_provider
 
 log = logging.getLogger("service.worker")
 
-CHANNEL = "dawns_worker"
+CHANNEL = WAKE_CHANNEL
 EXPIRY_CHECK_SECONDS = 60.0
 
 

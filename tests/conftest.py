@@ -181,5 +181,5 @@ def mc_app(make_app, mailchimp):
     return make_app(NEWSLETTER_PROVIDER="mailchimp", MAILCHIMP_API_KEY=mailchimp.api_key,
                     MAILCHIMP_SERVER_PREFIX="us1", MAILCHIMP_LIST_ID=mailchimp.list_id,
                     MAILCHIMP_API_BASE=mailchimp.base, NEWSLETTER_BACKOFF_BASE=0.0,
-                    NEWSLETTER_TIMEOUT=1.0, NEWSLETTER_INLINE_TIMEOUT=0.5,
+                    NEWSLETTER_TIMEOUT=1.0,
                     MAILCHIMP_WEBHOOK_SECRET="mc-hook-secret")

@@ -15,10 +15,10 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 
+from ..membership.service import WAKE_CHANNEL
 from ..models import StripeEvent
 from .webhooks import EventOutcome, customer_of
 
-WAKE_CHANNEL = "dawns_worker"
 _table = StripeEvent.__table__
 
 

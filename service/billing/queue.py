@@ -270,10 +270,6 @@ def depth(session: Session) -> tuple[int, float | None]:
     count, oldest = session.execute(select(func.count(StripeEvent.id), func.min(StripeEvent.received_at))
                                     .where(waiting, or_(StripeEvent.next_attempt_at <= now,
                                                         StripeEvent.status == QueueStatus.IN_FLIGHT))).one()
-    if oldest is not None and oldest.tzinfo is None:
-        from datetime import timezone
-
-        oldest = oldest.replace(tzinfo=timezone.utc)
     return int(count or 0), (now - oldest).total_seconds() if oldest else None
 
 

@@ -120,12 +120,6 @@ def _claim(session: Session) -> ExportJob | None:
     return job
 
 
-def _progress(session: Session, job_id: int, rows: int) -> None:
-    session.execute(update(ExportJob).where(ExportJob.id == job_id, ExportJob.status == "running")
-                    .values(rows_done=rows, claimed_until=utcnow() + timedelta(seconds=LEASE_SECONDS)))
-    session.commit()
-
-
 def run_due(session: Session) -> int:
     """Expire old files, then run the pending jobs; returns how many jobs ran."""
     expire(session)
@@ -247,8 +241,4 @@ def depth(session: Session) -> tuple[int, float | None]:
     now = utcnow()
     count, oldest = session.execute(select(func.count(ExportJob.id), func.min(ExportJob.created_at))
                                     .where(ExportJob.status == "pending")).one()
-    if oldest is not None and oldest.tzinfo is None:
-        from datetime import timezone
-
-        oldest = oldest.replace(tzinfo=timezone.utc)
     return int(count or 0), (now - oldest).total_seconds() if oldest else None

@@ -240,9 +240,13 @@ _SUPERSEDE = (
 _OUTBOX_INSERT = _OUTBOX.insert()
 
 
+# The PostgreSQL channel the worker LISTENs on, and every committing change NOTIFYs.
+WAKE_CHANNEL = "dawns_worker"
+
+
 def wake_worker(session: Session, queue: str) -> None:
     """On PostgreSQL, wake a listening worker when this transaction commits (LISTEN/NOTIFY);
     elsewhere the worker polls. Work queued by the worker itself needs no wake-up: its own
     pass reaches that queue next."""
     if has_request_context() and session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_notify('dawns_worker', :queue)"), {"queue": queue})
+        session.execute(text("SELECT pg_notify(:channel, :queue)"), {"channel": WAKE_CHANNEL, "queue": queue})

@@ -33,7 +33,7 @@ class SyncReport:
     failed: int = 0
 
 
-def _claimable(now: datetime, account_id: int | None = None):
+def _claimable(now: datetime):
     other = aliased(NewsletterOutbox)
     busy = exists().where(other.account_id == NewsletterOutbox.account_id, other.id != NewsletterOutbox.id,
                           other.status == IN_FLIGHT, other.claimed_until >= now)
@@ -44,17 +44,15 @@ def _claimable(now: datetime, account_id: int | None = None):
             and_(NewsletterOutbox.status == IN_FLIGHT, NewsletterOutbox.claimed_until < now)),
         ~busy, ~older,
     )
-    if account_id is not None:
-        cond = and_(cond, NewsletterOutbox.account_id == account_id)
     return cond
 
 
-def claim(session: Session, limit: int, lease: float, account_id: int | None = None,
+def claim(session: Session, limit: int, lease: float,
           exclude: set[int] | frozenset[int] = frozenset()) -> list[int]:
     """Claim due rows for this worker. On PostgreSQL, rows another worker holds are skipped
     (`FOR UPDATE SKIP LOCKED`), so two workers never send the same row at once."""
     now = utcnow()
-    cond = _claimable(now, account_id)
+    cond = _claimable(now)
     if exclude:
         cond = and_(cond, NewsletterOutbox.id.not_in(exclude))
     stmt = select(NewsletterOutbox).where(cond).order_by(NewsletterOutbox.id).limit(limit)
@@ -139,14 +137,13 @@ def _failed(session: Session, row: NewsletterOutbox, exc: ProviderError, report:
     session.commit()
 
 
-def sync_once(session: Session, provider: NewsletterProvider, *, batch: int = 50,
-              account_id: int | None = None) -> SyncReport:
+def sync_once(session: Session, provider: NewsletterProvider, *, batch: int = 50) -> SyncReport:
     """Deliver what is due now: one attempt per row in this pass (retries wait for the next)."""
     report = SyncReport()
     lease = current_app.config["NEWSLETTER_LEASE_SECONDS"]
     retried: set[int] = set()  # only these are kept out of the rest of the pass (small)
     while True:
-        ids = claim(session, batch, lease, account_id, retried)
+        ids = claim(session, batch, lease, retried)
         if not ids:
             return report
         for row_id in ids:
@@ -173,10 +170,4 @@ def depth(session: Session) -> tuple[int, float | None]:
     now = utcnow()
     count, oldest = session.execute(select(func.count(NewsletterOutbox.id), func.min(NewsletterOutbox.created_at))
                                     .where(_claimable(now))).one()
-    return int(count or 0), (now - _aware(oldest)).total_seconds() if oldest else None
-
-
-def _aware(moment: datetime) -> datetime:
-    from datetime import timezone
-
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return int(count or 0), (now - oldest).total_seconds() if oldest else None

@@ -120,6 +120,7 @@ def stripe_trouble(limit: int = 200) -> list[tuple[StripeEvent, int | None]]:
 
 def requeue_stripe_event(actor: Account, stripe_id: str) -> StripeEvent:
     """A failed Stripe event goes back in the queue (audited); the worker applies it in order."""
+    from ..billing.lifecycle import find_account_for
     from ..billing.queue import requeue
 
     session = get_session()
@@ -127,9 +128,8 @@ def requeue_stripe_event(actor: Account, stripe_id: str) -> StripeEvent:
     if row is None:
         session.rollback()
         raise ActionError("Only a failed Stripe event can be queued again.")
-    owner = row.account_id or (session.scalar(select(StripeCustomer.account_id).where(
-        StripeCustomer.stripe_id == row.customer_stripe_id)) if row.customer_stripe_id else None)
-    target = session.get(Account, owner) if owner else None
+    target = (session.get(Account, row.account_id) if row.account_id
+              else find_account_for(session, customer_id=row.customer_stripe_id))
     _audit(actor, "stripe_event_requeued", target, event=row.stripe_id, type=row.type)
     session.commit()
     return row

@@ -49,7 +49,7 @@ def sub_event(member, status, created, kind="updated", **kw):
 
 
 def test_becoming_entitled_enqueues_exactly_one_enrollment_and_duplicates_nothing_more(make_app):
-    app = make_app(NEWSLETTER_INLINE_DISABLED=True)
+    app = make_app()
     client = app.test_client()
     m = reader(app)
     created = sub_event(m, "active", NOW - 50, "created")
@@ -63,7 +63,7 @@ def test_becoming_entitled_enqueues_exactly_one_enrollment_and_duplicates_nothin
 
 def test_lapsing_enqueues_the_removal_per_policy(make_app):
     for policy, action in (("unsubscribe", "unsubscribed"), ("archive", "archived"), ("keep", "kept")):
-        app = make_app(NEWSLETTER_INLINE_DISABLED=True, NEWSLETTER_ON_LAPSE=policy)
+        app = make_app(NEWSLETTER_ON_LAPSE=policy)
         client = app.test_client()
         m = reader(app, email=f"{policy}@example.org")
         post_event(client, sub_event(m, "active", NOW - 50, "created"))
@@ -74,7 +74,7 @@ def test_lapsing_enqueues_the_removal_per_policy(make_app):
 
 
 def test_an_unticked_box_enqueues_nothing(make_app):
-    app = make_app(NEWSLETTER_INLINE_DISABLED=True)
+    app = make_app()
     client = app.test_client()
     m = reader(app, newsletter=False)
     post_event(client, sub_event(m, "active", NOW - 50, "created"))
@@ -148,7 +148,7 @@ def test_changes_for_one_member_are_delivered_in_order(mc_app, mailchimp):
 def test_after_max_attempts_the_change_is_marked_failed_for_staff_and_can_be_retried(make_app, mailchimp):
     app = make_app(NEWSLETTER_PROVIDER="mailchimp", MAILCHIMP_API_KEY=mailchimp.api_key, MAILCHIMP_SERVER_PREFIX="us1",
                    MAILCHIMP_LIST_ID=mailchimp.list_id, MAILCHIMP_API_BASE=mailchimp.base, NEWSLETTER_BACKOFF_BASE=0.0,
-                   NEWSLETTER_MAX_ATTEMPTS=3, NEWSLETTER_INLINE_DISABLED=True)
+                   NEWSLETTER_MAX_ATTEMPTS=3)
     m = reader(app)
     post_event(app.test_client(), sub_event(m, "active", NOW, "created"))
     mailchimp.fail_next(10, 500)

@@ -58,7 +58,7 @@ def worker_env(app, mailchimp, lease: float) -> dict[str, str]:
 def test_worker_killed_mid_batch_and_restarted_delivers_every_change(make_app, mailchimp, tmp_path):
     app = make_app(NEWSLETTER_PROVIDER="mailchimp", MAILCHIMP_API_KEY=mailchimp.api_key,
                    MAILCHIMP_SERVER_PREFIX="us1", MAILCHIMP_LIST_ID=mailchimp.list_id,
-                   MAILCHIMP_API_BASE=mailchimp.base, NEWSLETTER_INLINE_DISABLED=True)
+                   MAILCHIMP_API_BASE=mailchimp.base)
     members = enroll(app, 6)
     assert counts(app) == {"pending": 6}
     mailchimp.delay = 0.2
@@ -96,7 +96,7 @@ def test_two_workers_at_once_never_send_the_same_row_at_the_same_time(make_app, 
         pytest.skip("row claiming with SKIP LOCKED is a PostgreSQL test")
     app = make_app(NEWSLETTER_PROVIDER="mailchimp", MAILCHIMP_API_KEY=mailchimp.api_key,
                    MAILCHIMP_SERVER_PREFIX="us1", MAILCHIMP_LIST_ID=mailchimp.list_id,
-                   MAILCHIMP_API_BASE=mailchimp.base, NEWSLETTER_INLINE_DISABLED=True)
+                   MAILCHIMP_API_BASE=mailchimp.base)
     enroll(app, 20)
     mailchimp.delay = 0.02
     barrier = threading.Barrier(2)
@@ -126,7 +126,7 @@ def test_concurrent_claims_never_hand_out_the_same_row_twice(make_app, database_
         pytest.skip("row claiming with SKIP LOCKED is a PostgreSQL test")
     from service.newsletter.outbox import claim
 
-    app = make_app(NEWSLETTER_INLINE_DISABLED=True)
+    app = make_app()
     enroll(app, 40)
     barrier = threading.Barrier(8)
     claimed: list[int] = []
@@ -151,7 +151,7 @@ def test_concurrent_claims_never_hand_out_the_same_row_twice(make_app, database_
 def test_watch_keeps_delivering_and_stops_cleanly_on_sigterm(make_app, mailchimp, tmp_path):
     app = make_app(NEWSLETTER_PROVIDER="mailchimp", MAILCHIMP_API_KEY=mailchimp.api_key,
                    MAILCHIMP_SERVER_PREFIX="us1", MAILCHIMP_LIST_ID=mailchimp.list_id,
-                   MAILCHIMP_API_BASE=mailchimp.base, NEWSLETTER_INLINE_DISABLED=True)
+                   MAILCHIMP_API_BASE=mailchimp.base)
     env = {**worker_env(app, mailchimp, lease=5.0), "NEWSLETTER_POLL_SECONDS": "0.2"}
     cmd = [sys.executable, "-m", "flask", "--app", "wsgi", "newsletter", "sync", "--watch"]
     with open(tmp_path / "watch.log", "wb") as out:
