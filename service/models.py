@@ -126,11 +126,18 @@ class Membership(Base):
     # The member's newest Stripe customer that still exists, kept here when links change, so
     # lists and exports read it without a query per row.
     stripe_customer_id: Mapped[str | None] = mapped_column(String(255))
+    # The organisation whose seat entitles the member (state `organisation`), else null.
+    organisation_id: Mapped[int | None] = mapped_column(ForeignKey("organisations.id", ondelete="SET NULL"),
+                                                        index=True)
+    # Whether the member holds a seat at all (live or suspended): a recompute looks for seats
+    # only then, so the worker's hot path pays nothing for members without one.
+    has_seat: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     status_changed_at: Mapped[datetime] = mapped_column(default=utcnow)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     account: Mapped[Account] = relationship(back_populates="membership")
+    organisation: Mapped[Organisation | None] = relationship()
 
     def entitled_at(self, now: datetime, grace: timedelta) -> bool:
         return entitled(self.status, self.paid_through, now, grace,
@@ -154,6 +161,9 @@ class StripeCustomer(Base):
         ForeignKey("accounts.id", ondelete="SET NULL"), index=True
     )
     email: Mapped[str | None] = mapped_column(String(320))
+    # An organisation's customer (its seats' subscription) is linked to it, never to an account.
+    organisation_id: Mapped[int | None] = mapped_column(ForeignKey("organisations.id", ondelete="SET NULL"),
+                                                        index=True)
     deleted: Mapped[bool] = mapped_column(Boolean, default=False)
     # Stripe time of the customer snapshot we hold (customer.updated can arrive out of order).
     snapshot_at: Mapped[datetime | None]
@@ -170,6 +180,8 @@ class StripeSubscription(Base):
     account_id: Mapped[int | None] = mapped_column(
         ForeignKey("accounts.id", ondelete="SET NULL"), index=True
     )
+    organisation_id: Mapped[int | None] = mapped_column(ForeignKey("organisations.id", ondelete="SET NULL"),
+                                                        index=True)
     status: Mapped[str] = mapped_column(String(40))
     price_id: Mapped[str | None] = mapped_column(String(255))
     # Every item as snapshotted: [{"id", "price", "product", "amount", "currency", "interval",
@@ -280,6 +292,10 @@ class AuditLog(Base):
     target_account_id: Mapped[int | None] = mapped_column(
         ForeignKey("accounts.id", ondelete="SET NULL"), index=True
     )
+    # An action on an organisation (its timeline reads these).
+    target_organisation_id: Mapped[int | None] = mapped_column(
+        ForeignKey("organisations.id", ondelete="SET NULL"), index=True
+    )
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
@@ -296,7 +312,9 @@ class CheckoutSession(Base):
     # True: created by this service for `account_id`. False: seen in a webhook, never trusted.
     ours: Mapped[bool] = mapped_column(Boolean)
     account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="SET NULL"), index=True)
-    purpose: Mapped[str] = mapped_column(String(20), default="membership")
+    purpose: Mapped[str] = mapped_column(String(20), default="membership")  # membership | organisation
+    # purpose "organisation": the organisation this checkout buys seats for.
+    organisation_id: Mapped[int | None] = mapped_column(ForeignKey("organisations.id", ondelete="SET NULL"))
     status: Mapped[str] = mapped_column(String(20), default="open")
     customer_stripe_id: Mapped[str | None] = mapped_column(String(255), index=True)
     subscription_stripe_id: Mapped[str | None] = mapped_column(String(255))
@@ -354,6 +372,8 @@ class Level(Base):
     position: Mapped[int] = mapped_column(Integer, default=0)
     # The level checked by default on /join, and the one STRIPE_PRICE_ID names.
     default: Mapped[bool] = mapped_column(Boolean, default=False)
+    # A yearly per-seat level that organisations buy: never shown on /join.
+    organisation: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     @property
@@ -407,3 +427,71 @@ class ExportJob(Base):
     finished_at: Mapped[datetime | None]
     expires_at: Mapped[datetime | None]
     claimed_until: Mapped[datetime | None]
+
+
+class Organisation(Base):
+    """An organisation that buys seats for its people (SPEC "Organisations"): its billing state
+    is derived from its own Stripe subscription by the same rules as a member's."""
+
+    __tablename__ = "organisations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    slug: Mapped[str] = mapped_column(String(80), unique=True)
+    # The billing contact, who manages the seats.
+    admin_account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="SET NULL"), index=True)
+    # Seats bought: the quantity of the organisation's subscription (or what staff set).
+    seats: Mapped[int] = mapped_column(Integer, default=0)
+    # Lowercased email domains whose readers may claim a seat, e.g. ["unicef.org"].
+    domains: Mapped[list[str]] = mapped_column(JSON, default=list)
+    level_id: Mapped[int | None] = mapped_column(ForeignKey("levels.id", ondelete="SET NULL"))
+    # "checkout" (self-serve) or "invoice" (staff-created, Stripe emails the invoices).
+    billing: Mapped[str] = mapped_column(String(20), default="checkout")
+    # Derived, like a member's (domain.membership.derive): state and paid-through time.
+    status: Mapped[MembershipStatus] = mapped_column(
+        _enum(MembershipStatus, "organisation_status"), default=MembershipStatus.PENDING)
+    paid_through: Mapped[datetime | None]
+    cancel_at_period_end: Mapped[bool] = mapped_column(Boolean, default=False)
+    stripe_customer_id: Mapped[str | None] = mapped_column(String(255))
+    stripe_subscription_id: Mapped[str | None] = mapped_column(String(255))
+    # By invoice: seats entitle until trial_ends_at while the first invoice is unpaid.
+    trial_ends_at: Mapped[datetime | None]
+    first_paid_at: Mapped[datetime | None]
+    comp_reason: Mapped[str | None] = mapped_column(Text)
+    comped_at: Mapped[datetime | None]
+    comped_until: Mapped[datetime | None]
+    # When the newest seats were suspended because Stripe lowered the quantity (shown to its admin).
+    seats_suspended_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    admin: Mapped[Account | None] = relationship(foreign_keys=[admin_account_id])
+    level: Mapped[Level | None] = relationship()
+
+    @property
+    def comp(self) -> Comp:
+        return Comp(granted=self.comped_at is not None, until=self.comped_until)
+
+
+class Seat(Base):
+    """A reader's seat in an organisation: active, suspended (the quantity went below it) or
+    removed. At most one seat that is not removed per reader and organisation."""
+
+    __tablename__ = "seats"
+    __table_args__ = (
+        Index("uq_seats_live", "organisation_id", "account_id", unique=True,
+              sqlite_where=text("status != 'removed'"), postgresql_where=text("status != 'removed'")),
+        Index("ix_seats_account", "account_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"), index=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(20), default="active")  # active | suspended | removed
+    how: Mapped[str] = mapped_column(String(20))  # invitation | domain | staff
+    taken_at: Mapped[datetime] = mapped_column(default=utcnow)
+    suspended_at: Mapped[datetime | None]
+    removed_at: Mapped[datetime | None]
+
+    organisation: Mapped[Organisation] = relationship()
+    account: Mapped[Account] = relationship()

@@ -19,9 +19,16 @@ from ..db import get_session, utcnow
 from ..domain.membership import HELD, PAYING, Interval, MembershipStatus, Role
 from ..membership import catalogue
 from ..membership.service import is_entitled, price_of_item, recompute
-from ..models import Account, CheckoutSession, Level, StripeCustomer, StripeSubscription
+from ..membership.organisations import (
+    MAX_SEATS,
+    MIN_SELF_SERVE_SEATS,
+    lock as lock_organisation,
+    recompute_organisation,
+    unique_slug,
+)
+from ..models import Account, CheckoutSession, Level, Organisation, StripeCustomer, StripeSubscription
 from .gateway import BillingError, BillingGateway, CheckoutRequest, LineItem
-from .lifecycle import _get_or_create, link_customer, sync_subscription
+from .lifecycle import _get_or_create, link_customer, link_customer_to_organisation, sync_subscription
 from .runtime import get_gateway
 from .snapshots import id_of
 
@@ -106,6 +113,9 @@ def fulfil_checkout_session(session: Session, gateway: BillingGateway, checkout:
         record.status = checkout["status"]
     if record.status == "complete" and record.completed_at is None:
         record.completed_at = utcnow()
+    if record.ours and record.purpose == "organisation":
+        _fulfil_for_organisation(session, gateway, record, customer_id, subscription_id, for_account)
+        return None
     account = session.get(Account, record.account_id) if record.ours and record.account_id else None
     if account is None or account.role != Role.MEMBER:
         if customer_id:
@@ -119,6 +129,96 @@ def fulfil_checkout_session(session: Session, gateway: BillingGateway, checkout:
         link_customer(session, customer_id, account)
     recompute(session, account)
     return account
+
+
+def _fulfil_for_organisation(session: Session, gateway: BillingGateway, record: CheckoutSession,
+                             customer_id: str | None, subscription_id: str | None,
+                             for_account: Account | None) -> Organisation | None:
+    """A Checkout of ours for an organisation's seats: its customer and subscription belong to
+    the organisation (never to the buyer's own membership); the buyer is its admin."""
+    if for_account is not None and for_account.id != record.account_id:
+        return None
+    org = session.get(Organisation, record.organisation_id) if record.organisation_id else None
+    if org is None:
+        return None
+    if subscription_id:
+        sync_subscription(session, gateway, subscription_id, customer_id)
+    if customer_id:
+        link_customer_to_organisation(session, customer_id, org)
+    locked = lock_organisation(session, org.id)
+    if locked is not None:
+        recompute_organisation(session, locked)
+    return locked
+
+
+def organisation_checkout(session: Session, stripe_id: str) -> bool:
+    """Whether this Checkout Session is one of ours for an organisation."""
+    return session.scalar(select(CheckoutSession.id).where(
+        CheckoutSession.stripe_id == stripe_id, CheckoutSession.ours.is_(True),
+        CheckoutSession.purpose == "organisation")) is not None
+
+
+def start_organisation_checkout(account: Account, name: str, seats: int) -> str:
+    """Checkout for an organisation's seats (`quantity` = seats, adjustable on Checkout's page,
+    at the organisation level's yearly per-seat price). The buyer becomes the organisation's
+    admin. Its URL; raises BillingError."""
+    if account.role != Role.MEMBER:
+        raise AlreadyMember("Staff accounts do not buy seats: create the organisation in the staff console.")
+    if not MIN_SELF_SERVE_SEATS <= seats <= MAX_SEATS:
+        raise BillingError(f"Choose between {MIN_SELF_SERVE_SEATS} and {MAX_SEATS:,} seats.", retryable=False)
+    session = get_session()
+    gateway = get_gateway()
+    catalogue.ensure_once(session, gateway)
+    level = catalogue.organisation_level(session)
+    if level is None:
+        raise BillingError("Organisation memberships are not on sale yet. Please contact us.", retryable=False)
+    # The same buyer trying again (back button, a cancelled Checkout) reuses their unpaid one.
+    org = session.scalars(select(Organisation).where(
+        Organisation.admin_account_id == account.id, Organisation.name == name,
+        Organisation.stripe_customer_id.is_(None), Organisation.billing == "checkout")).first()
+    if org is None:
+        org = Organisation(name=name, slug=unique_slug(session, name), admin_account_id=account.id, seats=0,
+                           level_id=level.id, billing="checkout", domains=[])
+        session.add(org)
+        session.flush()
+    base = current_app.config["PUBLIC_BASE_URL"]
+    req = CheckoutRequest(
+        member_id=account.id,
+        email=account.email,
+        customer_id=None,  # a customer of the organisation's own, never the buyer's
+        line=LineItem(price_id=level.stripe_price_id, quantity=seats),
+        success_url=f"{base}/organisations/join/success?session_id={{CHECKOUT_SESSION_ID}}",
+        cancel_url=f"{base}/organisations/join",
+        metadata={"organisation": org.slug},
+        adjustable_quantity=(MIN_SELF_SERVE_SEATS, MAX_SEATS),
+    )
+    checkout = gateway.create_checkout_session(req)
+    url = checkout.get("url")
+    if not url or not checkout.get("id"):
+        raise BillingError("We could not start the payment. Please try again later.")
+    record = record_checkout_session(session, checkout, account, purpose="organisation")
+    record.organisation_id = org.id
+    session.commit()
+    return url
+
+
+def confirm_organisation_checkout(account: Account | None, session_id: str) -> Organisation | None:
+    """The organisation's success page: only its buyer's session is read and fulfilled."""
+    session = get_session()
+    if account is None:
+        return None
+    record = session.scalars(select(CheckoutSession).where(
+        CheckoutSession.stripe_id == session_id, CheckoutSession.ours.is_(True),
+        CheckoutSession.purpose == "organisation", CheckoutSession.account_id == account.id)).first()
+    if record is None:
+        return None
+    gateway = get_gateway()
+    checkout = gateway.retrieve_checkout_session(session_id)
+    if checkout.get("id") != session_id:
+        return None
+    fulfil_checkout_session(session, gateway, checkout, for_account=account)
+    session.commit()
+    return session.get(Organisation, record.organisation_id) if record.organisation_id else None
 
 
 def _refuse_a_second_checkout(session: Session, gateway: BillingGateway, account: Account) -> None:

@@ -71,6 +71,8 @@ class CheckoutRequest:
     cancel_url: str
     metadata: dict[str, str] = field(default_factory=dict)
     locale: str | None = None
+    # Seats: the buyer may change the quantity on Checkout's page, within (minimum, maximum).
+    adjustable_quantity: tuple[int, int] | None = None
 
 
 class BillingGateway(Protocol):
@@ -83,9 +85,12 @@ class BillingGateway(Protocol):
     def update_subscription_price(self, subscription_id: str, item_id: str, line: LineItem) -> dict[str, Any]: ...
     def cancel_subscription(self, subscription_id: str, at_period_end: bool) -> dict[str, Any]: ...
     def create_subscription(self, customer_id: str, line: LineItem, metadata: dict[str, str]) -> dict[str, Any]: ...
+    def create_invoiced_subscription(self, customer_id: str, line: LineItem, days_until_due: int,
+                                     metadata: dict[str, str]) -> dict[str, Any]: ...
+    def update_subscription_quantity(self, subscription_id: str, item_id: str, quantity: int) -> dict[str, Any]: ...
     def retrieve_charge(self, charge_id: str) -> dict[str, Any]: ...
     def retrieve_customer(self, customer_id: str) -> dict[str, Any]: ...
-    def create_customer(self, email: str, metadata: dict[str, str]) -> dict[str, Any]: ...
+    def create_customer(self, email: str, metadata: dict[str, str], name: str | None = None) -> dict[str, Any]: ...
     def update_customer(self, customer_id: str, params: dict[str, Any]) -> dict[str, Any]: ...
     def save_card(self, customer_id: str, card: dict[str, Any]) -> str: ...
     def create_portal_session(self, customer_id: str, return_url: str) -> dict[str, Any]: ...
@@ -144,9 +149,14 @@ class StripeGateway:
     def create_checkout_session(self, req: CheckoutRequest) -> dict[str, Any]:
         # Subscription-mode Checkout: https://docs.stripe.com/api/checkout/sessions/create
         metadata = {"member_id": str(req.member_id), **req.metadata}
+        line = req.line.params()
+        if req.adjustable_quantity:
+            # https://docs.stripe.com/api/checkout/sessions/create#create_checkout_session-line_items-adjustable_quantity
+            low, high = req.adjustable_quantity
+            line["adjustable_quantity"] = {"enabled": True, "minimum": low, "maximum": high}
         params: dict[str, Any] = {
             "mode": "subscription",
-            "line_items": [req.line.params()],
+            "line_items": [line],
             "client_reference_id": str(req.member_id),
             "metadata": metadata,
             "subscription_data": {"metadata": metadata},
@@ -209,8 +219,24 @@ class StripeGateway:
     def retrieve_customer(self, customer_id: str) -> dict[str, Any]:
         return self._call(self.client.v1.customers.retrieve, customer_id)
 
-    def create_customer(self, email: str, metadata: dict[str, str]) -> dict[str, Any]:
-        return self._call(self.client.v1.customers.create, {"email": email, "metadata": metadata})
+    def create_customer(self, email: str, metadata: dict[str, str], name: str | None = None) -> dict[str, Any]:
+        params: dict[str, Any] = {"email": email, "metadata": metadata}
+        if name:
+            params["name"] = name
+        return self._call(self.client.v1.customers.create, params)
+
+    def create_invoiced_subscription(self, customer_id: str, line: LineItem, days_until_due: int,
+                                     metadata: dict[str, str]) -> dict[str, Any]:
+        # Stripe emails each invoice, payable within `days_until_due`:
+        # https://docs.stripe.com/api/subscriptions/create#create_subscription-collection_method
+        return self._call(self.client.v1.subscriptions.create, {
+            "customer": customer_id, "items": [line.params()], "collection_method": "send_invoice",
+            "days_until_due": days_until_due, "metadata": metadata})
+
+    def update_subscription_quantity(self, subscription_id: str, item_id: str, quantity: int) -> dict[str, Any]:
+        # Seats: the item's quantity, prorated (https://docs.stripe.com/billing/subscriptions/quantities)
+        return self._call(self.client.v1.subscriptions.update, subscription_id, {
+            "items": [{"id": item_id, "quantity": quantity}], "proration_behavior": "create_prorations"})
 
     def update_customer(self, customer_id: str, params: dict[str, Any]) -> dict[str, Any]:
         return self._call(self.client.v1.customers.update, customer_id, params)

@@ -29,8 +29,9 @@ from sqlalchemy.orm import Session
 
 from ..db import write_now
 from ..domain.membership import MembershipStatus, Role
+from ..membership.organisations import lock as lock_organisation, recompute_organisation
 from ..membership.service import flag, membership_for, recompute
-from ..models import NEVER_READ, Account, Membership, StripeCustomer, StripeEvent, StripeSubscription
+from ..models import NEVER_READ, Account, Membership, Organisation, StripeCustomer, StripeEvent, StripeSubscription
 from .gateway import BillingGateway
 from .snapshots import SubscriptionSnapshot, snapshot_from_subscription
 
@@ -48,6 +49,8 @@ class Applied:
     # The subscription's (status, period end, cancel flag) before and after, for reports.
     sub_before: tuple | None = None
     sub_after: tuple | None = None
+    # The organisation whose seats this subscription pays for (then `account` is None).
+    organisation: Organisation | None = None
 
 
 def _get_or_create(session: Session, model: type, lookup: dict[str, Any], defaults: dict[str, Any],
@@ -109,6 +112,24 @@ def link_customer(
         return customer
     if account is not None and customer.account_id is None:
         _adopt(session, customer, account)
+    return customer
+
+
+def link_customer_to_organisation(session: Session, customer_id: str, org: Organisation) -> StripeCustomer:
+    """An organisation's customer (from a Checkout or an invoiced subscription this service
+    made for it) belongs to the organisation, never to a reader: its subscription pays for
+    seats, not for the buyer's own membership. What came before the link is adopted."""
+    customer = _get_or_create(session, StripeCustomer, {"stripe_id": customer_id}, {})
+    if customer.account_id is not None:
+        log.warning("customer %s is a reader's; not linked to organisation %s", customer_id, org.id)
+        return customer
+    if customer.organisation_id is None:
+        customer.organisation_id = org.id
+        session.execute(update(StripeSubscription).where(
+            StripeSubscription.customer_stripe_id == customer_id, StripeSubscription.account_id.is_(None),
+            StripeSubscription.organisation_id.is_(None)).values(organisation_id=org.id))
+    if customer.organisation_id == org.id and not org.stripe_customer_id:
+        org.stripe_customer_id = customer_id
     return customer
 
 
@@ -237,6 +258,14 @@ def _finish(session: Session, row: StripeSubscription, snap: SubscriptionSnapsho
         customer, linked, locked_membership = owner_locked
     else:
         customer, linked, locked_membership = _customer_and_owner(session, snap.customer_id)
+    if customer.organisation_id is not None or row.organisation_id is not None:
+        # An organisation's subscription: its state, its seat count and its seats' readers.
+        if row.organisation_id is None:
+            row.organisation_id = customer.organisation_id
+        org = lock_organisation(session, row.organisation_id)
+        if org is not None:
+            recompute_organisation(session, org)
+        return Applied(row, None, how, organisation=org)
     if account is None:
         account = linked
     if account is not None and account.role != Role.MEMBER:
@@ -295,7 +324,7 @@ def listed_differs(session: Session, obj: dict[str, Any]) -> bool:
     the subscription again under the lock (`sync_subscription`)."""
     snap = snapshot_from_subscription(obj)
     row = session.scalars(select(StripeSubscription).where(StripeSubscription.stripe_id == snap.id)).first()
-    if row is None or row.snapshot_at == NEVER_READ or row.account_id is None:
+    if row is None or row.snapshot_at == NEVER_READ or (row.account_id is None and row.organisation_id is None):
         return True  # unknown, never read, or linked to no one yet (reconcile tries email)
     return (row.status, row.current_period_end, row.cancel_at_period_end, row.cancel_at, row.items or []) != (
         snap.status, snap.current_period_end, snap.cancel_at_period_end, snap.cancel_at, [dict(i) for i in snap.items])
@@ -323,6 +352,8 @@ def link_by_email(session: Session, customer_id: str, email: str | None) -> Acco
     email = (email or "").strip().lower()
     if not email:
         return None
+    if session.scalar(select(StripeCustomer.organisation_id).where(StripeCustomer.stripe_id == customer_id)):
+        return None  # an organisation's customer: its contact's email links nothing
     account = session.scalars(select(Account).where(Account.email == email, Account.role == Role.MEMBER)).first()
     if account is None:
         return None

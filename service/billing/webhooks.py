@@ -14,9 +14,10 @@ from sqlalchemy.orm import Session
 
 from ..accounts import email_change
 from ..domain.membership import Role
+from ..membership.organisations import recompute_organisation
 from ..membership.service import flag, recompute
 from ..models import Account, StripeCustomer
-from .checkout import fulfil_checkout_session
+from .checkout import fulfil_checkout_session, organisation_checkout
 from .gateway import BillingGateway
 from .lifecycle import (
     _get_or_create,
@@ -37,6 +38,7 @@ SUBSCRIPTION_EVENTS = {
     "customer.subscription.resumed",
 }
 INVOICE_EVENTS = {"invoice.paid", "invoice.payment_succeeded", "invoice.payment_failed"}
+PAID_INVOICE_EVENTS = {"invoice.paid", "invoice.payment_succeeded"}
 
 
 class EventOutcome(StrEnum):
@@ -80,6 +82,8 @@ def handle(session: Session, gateway: BillingGateway, event: dict[str, Any]) -> 
             if obj.get("mode") != "subscription":
                 return Outcome(EventOutcome.IGNORED, note="not a subscription checkout")
             account = fulfil_checkout_session(session, gateway, obj)
+            if account is None and organisation_checkout(session, obj["id"]):
+                return Outcome(EventOutcome.APPLIED, note="organisation checkout")
             if account is None:
                 return Outcome(EventOutcome.FOREIGN, note="checkout session not created by this service for a reader: "
                                                "stored for staff, links nothing")
@@ -87,6 +91,9 @@ def handle(session: Session, gateway: BillingGateway, event: dict[str, Any]) -> 
         case t if t in SUBSCRIPTION_EVENTS:
             # The object is the subscription at `created`; ordering rules live in lifecycle.
             applied = apply_subscription_event(session, gateway, obj, created)
+            if applied.organisation is not None:
+                return Outcome(EventOutcome.STALE if applied.how == "stale" else EventOutcome.APPLIED,
+                               note=f"organisation {applied.organisation.slug}")
             if applied.account is None:
                 return Outcome(EventOutcome.UNLINKED, note="customer not yet linked to a member; kept for later")
             return Outcome(EventOutcome.STALE if applied.how == "stale" else EventOutcome.APPLIED, applied.account)
@@ -98,6 +105,12 @@ def handle(session: Session, gateway: BillingGateway, event: dict[str, Any]) -> 
             if not subscription_id:
                 return Outcome(EventOutcome.IGNORED, note="invoice without subscription")
             applied = sync_subscription(session, gateway, subscription_id, customer_of(t, obj))
+            if applied.organisation is not None:
+                if t in PAID_INVOICE_EVENTS and applied.organisation.first_paid_at is None:
+                    # By invoice: the first paid invoice ends the trial; the subscription decides.
+                    applied.organisation.first_paid_at = created
+                    recompute_organisation(session, applied.organisation)
+                return Outcome(EventOutcome.APPLIED, note=f"organisation {applied.organisation.slug}")
             return Outcome(EventOutcome.APPLIED if applied.account else EventOutcome.UNLINKED, applied.account)
         case "customer.updated":
             return _customer_updated(session, gateway, obj, created)

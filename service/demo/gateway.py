@@ -62,6 +62,17 @@ class DemoGateway(StripeGateway):
             "customer": customer_id, "items": [{"plan": self._plan_for(line), "quantity": line.quantity}],
             "metadata": metadata})
 
+    def create_invoiced_subscription(self, customer_id: str, line: LineItem, days_until_due: int,
+                                     metadata: dict[str, str]) -> dict[str, Any]:
+        # localstripe speaks the API of 2017, where `billing` named the collection method.
+        return self._call(self.client.v1.subscriptions.create, {
+            "customer": customer_id, "items": [{"plan": self._plan_for(line), "quantity": line.quantity}],
+            "billing": "send_invoice", "days_until_due": days_until_due, "metadata": metadata})
+
+    def update_subscription_quantity(self, subscription_id: str, item_id: str, quantity: int) -> dict[str, Any]:
+        return self._call(self.client.v1.subscriptions.update, subscription_id, {
+            "items": [{"id": item_id, "quantity": quantity}]})
+
     def update_subscription_price(self, subscription_id: str, item_id: str, line: LineItem) -> dict[str, Any]:
         return self._call(self.client.v1.subscriptions.update, subscription_id, {
             "items": [{"id": item_id, "plan": self._plan_for(line), "quantity": line.quantity}],

@@ -23,6 +23,8 @@ class MembershipStatus(StrEnum):
     LAPSED = "lapsed"
     CANCELED = "canceled"
     COMPED = "comped"
+    # Entitled only through a seat in an organisation that entitles (SPEC "Organisations").
+    ORGANISATION = "organisation"
 
 
 class Role(StrEnum):
@@ -37,10 +39,11 @@ class Interval(StrEnum):
 
 
 class Via(StrEnum):
-    """What entitles a member: their own paid membership, or a staff comp."""
+    """What entitles a member: their own paid membership, a staff comp, or a seat."""
 
     MEMBERSHIP = "membership"
     COMP = "comp"
+    ORGANISATION = "organisation"
 
 
 class Until(StrEnum):
@@ -62,6 +65,9 @@ ENTITLEMENT: dict[MembershipStatus, Until] = {
     MembershipStatus.LAPSED: Until.NEVER,
     MembershipStatus.CANCELED: Until.NEVER,
     MembershipStatus.COMPED: Until.PAID_THROUGH,
+    # A seat entitles while its organisation does: `paid_through` holds the end of that (the
+    # organisation's grace, trial or comp end), or nothing while its subscription is active.
+    MembershipStatus.ORGANISATION: Until.PAID_THROUGH,
 }
 
 # Stripe subscription statuses (https://docs.stripe.com/api/subscriptions/object#subscription_object-status)
@@ -98,6 +104,7 @@ STATUS_WORDS: dict[MembershipStatus, str] = {
     MembershipStatus.LAPSED: "Lapsed: payments failed and the membership is no longer active.",
     MembershipStatus.CANCELED: "Canceled: you are no longer a member.",
     MembershipStatus.COMPED: "Complimentary membership granted by our staff.",
+    MembershipStatus.ORGANISATION: "Active through your organisation's membership.",
 }
 
 CUSTOM_LEVEL_NAME = "Give more"
@@ -132,10 +139,13 @@ def standing(status: MembershipStatus | str, paid_through: datetime | None, now:
     between two events), a comp that is still live keeps the member entitled."""
     status = MembershipStatus(status)
     if _state_entitles(status, paid_through, now, grace):
-        return True, Via.COMP if status == MembershipStatus.COMPED else Via.MEMBERSHIP
+        return True, _VIA.get(status, Via.MEMBERSHIP)
     if comp is not None and comp.active(now):
         return True, Via.COMP
     return False, None
+
+
+_VIA = {MembershipStatus.COMPED: Via.COMP, MembershipStatus.ORGANISATION: Via.ORGANISATION}
 
 
 def entitled(status: MembershipStatus | str, paid_through: datetime | None, now: datetime,
@@ -156,6 +166,8 @@ def paid_through_label(status: MembershipStatus | str, ends: bool) -> str:
         return "Ends on"
     if status == MembershipStatus.COMPED:
         return "Complimentary until"
+    if status == MembershipStatus.ORGANISATION:
+        return "Through your organisation until"
     return "Renews on"
 
 
@@ -242,12 +254,25 @@ class Comp:
 
 
 @dataclass(frozen=True)
+class SeatSource:
+    """A live seat of the member's in an organisation, with how long that organisation
+    entitles (`until`: None while its subscription is active; see `seat_window`)."""
+
+    organisation_id: int
+    name: str
+    slug: str
+    until: datetime | None = None
+
+
+@dataclass(frozen=True)
 class Parts:
     subscriptions: Sequence[Subscription]
     catalogue: Catalogue
     now: datetime
     grace: timedelta
     comp: Comp = Comp()
+    # Seats whose organisation entitles at `now` (the membership service asks `seat_window`).
+    seats: Sequence[SeatSource] = ()
 
 
 @dataclass(frozen=True)
@@ -259,6 +284,7 @@ class Derived:
     level: Level | None = None
     paying_twice: bool = False
     comp: Comp = Comp()
+    organisation: SeatSource | None = None
 
     def standing(self, now: datetime, grace: timedelta) -> tuple[bool, Via | None]:
         return standing(self.status, self.paid_through, now, grace, self.comp)
@@ -273,8 +299,10 @@ def derive(parts: Parts) -> Derived:
     - Only subscriptions whose prices count for membership are considered.
     - A paying subscription (active, or past due within its grace) decides; among several the
       newest started; two paying ones at once flag the member ("paying twice").
-    - Otherwise a live comp holds (it ends on its own end date); otherwise the newest
-      subscription's state; otherwise the member is pending.
+    - Otherwise a live comp holds (it ends on its own end date); otherwise a seat in an
+      organisation that entitles (state `organisation`, until that organisation stops
+      entitling); otherwise the newest subscription's state; otherwise the member is pending.
+      A reader's own paid membership always takes precedence over a seat.
     """
     now, grace = parts.now, parts.grace
     counted = [s for s in parts.subscriptions if any(parts.catalogue.counts(p) for p in s.prices)]
@@ -286,7 +314,8 @@ def derive(parts: Parts) -> Derived:
     current = max(counted, key=lambda s: (paying(s), s.created_at or datetime.min.replace(tzinfo=now.tzinfo), s.id),
                   default=None)
     comp_on = parts.comp.active(now)
-    if current is not None and (paying(current) or not comp_on):
+    seat = _best_seat(parts.seats, now)
+    if current is not None and (paying(current) or not (comp_on or seat)):
         ends = (current.cancel_at_period_end or current.cancel_at is not None) and not current.customer_deleted
         price = next(p for p in current.prices if parts.catalogue.counts(p))
         return Derived(
@@ -300,7 +329,38 @@ def derive(parts: Parts) -> Derived:
         )
     if comp_on:
         return Derived(MembershipStatus.COMPED, paid_through=parts.comp.until, comp=parts.comp)
+    if seat is not None:
+        return Derived(MembershipStatus.ORGANISATION, paid_through=seat.until, comp=parts.comp, organisation=seat)
     return Derived(MembershipStatus.PENDING, comp=parts.comp)
+
+
+def _best_seat(seats: Sequence[SeatSource], now: datetime) -> SeatSource | None:
+    """Of the member's seats that entitle now, the one that lasts longest (an open-ended one
+    first), then the oldest organisation."""
+    live = [s for s in seats if s.until is None or now < s.until]
+    if not live:
+        return None
+    return min(live, key=lambda s: (s.until is not None, -(s.until.timestamp()) if s.until else 0.0,
+                                    s.organisation_id))
+
+
+def seat_window(status: MembershipStatus | str, paid_through: datetime | None, now: datetime,
+                grace: timedelta, comp: Comp = Comp()) -> tuple[bool, datetime | None]:
+    """Whether an organisation in this derived state entitles its seats at `now`, and until
+    when (None: open-ended, while its subscription is active). The grace rules are a
+    member's: past due entitles until the paid time plus the grace; a comp (a staff comp, or
+    the trial of an organisation that pays by invoice) until its end."""
+    status = MembershipStatus(status)
+    live, _via = standing(status, paid_through, now, grace, comp)
+    if not live:
+        return False, None
+    if status == MembershipStatus.ACTIVE:
+        return True, None
+    if status == MembershipStatus.PAST_DUE and paid_through is not None:
+        return True, paid_through + grace
+    if status == MembershipStatus.COMPED or comp.active(now):
+        return True, comp.until
+    return True, paid_through
 
 
 # States whose subscription is behind on payment: the last paid period ended when the current

@@ -190,7 +190,7 @@ def ensure_once(session: Session, book: PriceBook) -> None:
 def levels(session: Session, *, public_only: bool = False, include_archived: bool = True) -> list[Level]:
     stmt = select(Level).order_by(Level.position, Level.amount, Level.id)
     if public_only:
-        stmt = stmt.where(Level.public.is_(True), Level.archived.is_(False))
+        stmt = stmt.where(Level.public.is_(True), Level.archived.is_(False), Level.organisation.is_(False))
     elif not include_archived:
         stmt = stmt.where(Level.archived.is_(False))
     return list(session.scalars(stmt))
@@ -204,15 +204,35 @@ def joinable(session: Session) -> list[Level]:
 def minimum(session: Session, interval: Interval) -> int | None:
     """The smallest public amount of an interval: "give more" starts there."""
     return session.scalar(select(func.min(Level.amount)).where(
-        Level.public.is_(True), Level.archived.is_(False), Level.interval == interval.value))
+        Level.public.is_(True), Level.archived.is_(False), Level.organisation.is_(False),
+        Level.interval == interval.value))
+
+
+def organisation_levels(session: Session) -> list[Level]:
+    """The per-seat levels organisations can buy (yearly, never on /join), cheapest first."""
+    return list(session.scalars(select(Level).where(Level.organisation.is_(True), Level.archived.is_(False))
+                                .order_by(Level.position, Level.amount, Level.id)))
+
+
+def organisation_level(session: Session) -> Level | None:
+    """The level /organisations/join sells: the first live organisation level."""
+    found = organisation_levels(session)
+    return found[0] if found else None
 
 
 def add(session: Session, book: PriceBook, *, name: str, amount: int, interval: Interval | str,
-        price_id: str | None = None, currency: str = "usd", public: bool = True) -> Level:
+        price_id: str | None = None, currency: str = "usd", public: bool = True,
+        organisation: bool = False) -> Level:
     """A new level: with `price_id`, that existing Price (it must match); without, a new Price
-    is created under the membership product through the gateway. The caller commits."""
+    is created under the membership product through the gateway. The caller commits.
+
+    `organisation`: a yearly per-seat level for organisations, never offered on /join."""
     name = (name or "").strip()
     interval = Interval(interval)
+    if organisation:
+        if interval != Interval.YEAR:
+            raise CatalogueError("An organisation level is yearly (a price per seat per year).")
+        public = False
     if not name or len(name) > 100:
         raise CatalogueError("A level needs a name of at most 100 characters.")
     if amount < 100:
@@ -236,7 +256,7 @@ def add(session: Session, book: PriceBook, *, name: str, amount: int, interval: 
                                               interval=interval.value))
     position = (session.scalar(select(func.max(Level.position))) or 0) + 1
     level = Level(name=name, amount=facts.amount, currency=facts.currency, interval=facts.interval.value,
-                  stripe_price_id=facts.id, public=public, position=position)
+                  stripe_price_id=facts.id, public=public, position=position, organisation=organisation)
     session.add(level)
     session.flush()
     session.add(LevelPrice(stripe_price_id=facts.id, level_id=level.id, product_id=facts.product_id,

@@ -34,6 +34,8 @@ def levels_list() -> None:
     click.echo(f"{'id':>4}  {'name':<24} {'amount':>10}  {'interval':<8} {'price':<32} state")
     for level in rows:
         state = "archived" if level.archived else ("public" if level.public else "hidden")
+        if level.organisation:
+            state += ", organisation (per seat)"
         if level.default:
             state += ", default"
         click.echo(f"{level.id:>4}  {level.name:<24} {format_amount(level.amount, level.currency):>10}  "
@@ -50,13 +52,16 @@ def levels_list() -> None:
               help="An existing Stripe Price for it; without, a Price is created under the membership product.")
 @click.option("--currency", default="usd", show_default=True)
 @click.option("--hidden", is_flag=True, help="Not offered on /join (e.g. for staff-made subscriptions).")
-def levels_add(name: str, amount: int, interval: str, price_id: str | None, currency: str, hidden: bool) -> None:
+@click.option("--organisation", is_flag=True,
+              help="A yearly per-seat level that organisations buy (never on /join).")
+def levels_add(name: str, amount: int, interval: str, price_id: str | None, currency: str, hidden: bool,
+               organisation: bool) -> None:
     """Add a level to the catalogue."""
     session = get_session()
     try:
         catalogue.ensure(session, _book())
         level = catalogue.add(session, _book(), name=name, amount=amount, interval=interval, price_id=price_id,
-                              currency=currency, public=not hidden)
+                              currency=currency, public=not hidden, organisation=organisation)
         session.commit()
     except Exception as exc:  # CatalogueError or BillingError: both say what went wrong
         session.rollback()

@@ -26,14 +26,25 @@ from ..domain.membership import (
     MembershipStatus,
     Parts,
     Price,
+    SeatSource,
     Subscription,
     Until,
     derive,
     entitled,
+    seat_window,
 )
 from ..domain.membership import Interval
 from ..domain.newsletter import Desired, OutboxStatus, next_desired
-from ..models import NEVER_READ, Account, Membership, NewsletterOutbox, StripeCustomer, StripeSubscription
+from ..models import (
+    NEVER_READ,
+    Account,
+    Membership,
+    NewsletterOutbox,
+    Organisation,
+    Seat,
+    StripeCustomer,
+    StripeSubscription,
+)
 from . import catalogue
 
 log = logging.getLogger("service.membership")
@@ -123,17 +134,24 @@ _SUBSCRIPTION_COLUMNS = (StripeSubscription.stripe_id, StripeSubscription.custom
                          StripeSubscription.cancel_at, StripeSubscription.ended_at, StripeSubscription.stripe_created_at)
 
 
-_SUBSCRIPTION_PARTS = (
+_PARTS_BASE = (
     select(*_SUBSCRIPTION_COLUMNS, StripeCustomer.deleted)
-    .outerjoin(StripeCustomer, StripeCustomer.stripe_id == StripeSubscription.customer_stripe_id)
-    .where(StripeSubscription.account_id == bindparam("account_id"), StripeSubscription.snapshot_at > NEVER_READ))
+    .outerjoin(StripeCustomer, StripeCustomer.stripe_id == StripeSubscription.customer_stripe_id))
+_SUBSCRIPTION_PARTS = _PARTS_BASE.where(StripeSubscription.account_id == bindparam("account_id"),
+                                        StripeSubscription.snapshot_at > NEVER_READ)
+_ORGANISATION_PARTS = _PARTS_BASE.where(StripeSubscription.organisation_id == bindparam("organisation_id"),
+                                        StripeSubscription.snapshot_at > NEVER_READ)
 
 
-def subscription_parts(session: Session, account_id: int) -> list[Subscription]:
-    """The account's subscriptions as the domain sees them (plain rows: nothing is loaded as an
-    ORM object, which this, the hottest read of the worker, does not need)."""
+def subscription_parts(session: Session, account_id: int | None = None, *,
+                       organisation_id: int | None = None) -> list[Subscription]:
+    """The account's (or the organisation's) subscriptions as the domain sees them (plain rows:
+    nothing is loaded as an ORM object, which this, the hottest read of the worker, does not need)."""
     session.flush()  # pending changes first (usually none: the hot writes go straight out)
-    rows = session.connection().execute(_SUBSCRIPTION_PARTS, {"account_id": account_id}).all()
+    if organisation_id is not None:
+        rows = session.connection().execute(_ORGANISATION_PARTS, {"organisation_id": organisation_id}).all()
+    else:
+        rows = session.connection().execute(_SUBSCRIPTION_PARTS, {"account_id": account_id}).all()
     parts = []
     for r in rows:
         items = r.items or ([{"price": r.price_id}] if r.price_id else [])
@@ -143,6 +161,25 @@ def subscription_parts(session: Session, account_id: int) -> list[Subscription]:
             cancel_at=r.cancel_at, ended_at=r.ended_at, created_at=r.stripe_created_at,
             current_period_start=r.current_period_start, customer_deleted=bool(r.deleted)))
     return parts
+
+
+def seat_sources(session: Session, account_id: int, now: datetime) -> list[SeatSource]:
+    """The member's active seats whose organisation entitles at `now` (membership recompute)."""
+    rows = session.execute(select(Organisation.id, Organisation.name, Organisation.slug, Organisation.status,
+                                  Organisation.paid_through, Organisation.comped_at, Organisation.comped_until,
+                                  Organisation.billing, Organisation.first_paid_at, Organisation.trial_ends_at)
+                           .join(Seat, Seat.organisation_id == Organisation.id)
+                           .where(Seat.account_id == account_id, Seat.status == "active")).all()
+    found = []
+    for r in rows:
+        comp = Comp(granted=r.comped_at is not None, until=r.comped_until)
+        if not comp.active(now) and r.billing == "invoice" and r.first_paid_at is None and r.trial_ends_at:
+            comp = Comp(granted=True, until=r.trial_ends_at)
+        live, until = seat_window(r.status, r.paid_through, now, grace(), comp)
+        if live:
+            found.append(SeatSource(organisation_id=r.id, name=r.name, slug=r.slug, until=until))
+    return found
+
 
 
 def recompute(session: Session, account: Account, membership: Membership | None = None) -> Membership:
@@ -159,6 +196,8 @@ def recompute(session: Session, account: Account, membership: Membership | None 
         now=now,
         grace=grace(),
         comp=comp_of(membership),
+        # Only a member holding a seat pays for this read (the worker's hot path does not).
+        seats=seat_sources(session, account.id, now) if membership.has_seat else (),
     ))
     values = _changes(account, membership, derived, now)
     for key, value in values.items():  # the new state first: DAWNS follows it
@@ -182,6 +221,7 @@ def _changes(account: Account, membership: Membership, derived: Derived, now: da
         "level_interval": level.interval.value if level else None,
         "monthly_value": level.monthly_value if level and derived.status in PAYING else 0,
         "paying_twice": derived.paying_twice,
+        "organisation_id": derived.organisation.organisation_id if derived.organisation else None,
     }
     if derived.status != membership.status:
         log.info("member %s: %s -> %s", account.id, membership.status, derived.status)
