@@ -150,9 +150,11 @@ def register_blueprints(app: Flask) -> None:
     from .newsletter.routes import bp as newsletter_bp
     from .ops.routes import bp as ops_bp
     from .paywall.routes import bp as paywall_bp
+    from .organisations.routes import bp as organisations_bp
     from .staff.routes import bp as staff_bp
 
     app.register_blueprint(members_bp)
+    app.register_blueprint(organisations_bp)
     app.register_blueprint(billing_bp)
     app.register_blueprint(newsletter_bp)
     app.register_blueprint(staff_bp)

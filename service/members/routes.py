@@ -15,7 +15,7 @@ from ..domain.money import describe_level
 from ..domain.newsletter import on_its_way
 from ..extensions import limiter
 from ..forms import ActionForm
-from ..membership import catalogue
+from ..membership import catalogue, organisations
 from ..membership.service import is_entitled
 from ..security import safe_next
 from .forms import (
@@ -204,6 +204,8 @@ def account():
         newsletter_on_its_way=membership is not None
         and on_its_way(membership.newsletter_desired, membership.newsletter_status),
         form=ActionForm(),
+        seat=organisations.seat_of(get_session(), current_user.id),
+        admin_of=organisations.organisations_of_admin(get_session(), current_user),
     )
 
 

@@ -1,0 +1,258 @@
+"""What readers and organisation admins do with seats: invitations, domain claims, removals.
+
+Service functions: they own the session and the commit. Who may do what is decided here, not
+in the views: only an organisation's admin manages its seats; an invitation is a single-use
+link sent to the invited address, so following it proves that address (it signs its owner in,
+or creates their account); a domain claim needs an address the reader has proved. Seats are
+given by `membership.organisations.take_seat`, which never exceeds the quantity.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from ..db import get_session, utcnow
+from ..domain.membership import Role
+from ..mail import MailError, send_mail
+from ..membership.organisations import (
+    REMOVED,
+    SeatError,
+    on_domains,
+    remove_seat,
+    seat_count,
+    take_seat,
+)
+from ..models import Account, AccountToken, AuditLog, Membership, Organisation, Seat
+from ..urls import absolute_url
+from . import links
+from .services import hash_password, normalize_email
+
+log = logging.getLogger("service.seats")
+
+INVITE_PURPOSE = "org_invite"
+CLAIM_PURPOSE = "org_claim"
+INVITE_TTL = timedelta(days=7)
+CLAIM_TTL = timedelta(hours=24)
+
+
+class NotAllowed(Exception):
+    """Not this reader's organisation to manage (the view answers 404: no hint that it exists)."""
+
+
+def _audit(actor: Account | None, action: str, org: Organisation, target: Account | None = None, **details) -> None:
+    get_session().add(AuditLog(actor_id=actor.id if actor else None, actor_email=actor.email if actor else "system",
+                               action=action, target_account_id=target.id if target else None,
+                               target_organisation_id=org.id, details=details))
+
+
+def by_slug(slug: str) -> Organisation | None:
+    if not slug or len(slug) > 80:
+        return None
+    return get_session().scalars(select(Organisation).where(Organisation.slug == slug)).first()
+
+
+def managed_by(account: Account, slug: str) -> Organisation:
+    """The organisation, if this reader is its admin; NotAllowed otherwise (also when unknown)."""
+    org = by_slug(slug)
+    if org is None or account.role != Role.MEMBER or org.admin_account_id != account.id:
+        raise NotAllowed()
+    return org
+
+
+@dataclass(frozen=True)
+class SeatRow:
+    seat: Seat
+    email: str
+    name: str
+
+
+def seats_of(org: Organisation) -> list[SeatRow]:
+    rows = get_session().execute(select(Seat, Account.email, Account.name).join(Account, Account.id == Seat.account_id)
+                                 .where(Seat.organisation_id == org.id, Seat.status != REMOVED)
+                                 .order_by(Seat.taken_at, Seat.id)).all()
+    return [SeatRow(seat, email, name) for seat, email, name in rows]
+
+
+def pending_invitations(org: Organisation) -> list[str]:
+    rows = get_session().scalars(select(AccountToken).where(
+        AccountToken.purpose == INVITE_PURPOSE, AccountToken.used_at.is_(None),
+        AccountToken.expires_at > utcnow())).all()
+    return sorted({r.data.get("email", "") for r in rows if r.data.get("organisation_id") == org.id})
+
+
+# --- invitations -------------------------------------------------------------------------------
+
+def invite(admin: Account, slug: str, email: str) -> None:
+    """Send a single-use invitation to `email` (7 days). Room is checked again on acceptance."""
+    session = get_session()
+    org = managed_by(admin, slug)
+    email = normalize_email(email)
+    count = seat_count(session, org)
+    if count.used >= org.seats:
+        raise SeatError(f"All {org.seats} seats are taken: remove a seat or add seats first.")
+    holder = session.scalar(select(Seat.id).join(Account, Account.id == Seat.account_id).where(
+        Seat.organisation_id == org.id, Seat.status != REMOVED, Account.email == email))
+    if holder is not None:
+        raise SeatError(f"{email} already has a seat.")
+    staff = session.scalar(select(Account.id).where(Account.email == email, Account.role != Role.MEMBER))
+    if staff is not None:
+        raise SeatError(f"{email} cannot take a seat.")
+    token = links.issue(session, INVITE_PURPOSE, None, INVITE_TTL, {"organisation_id": org.id, "email": email})
+    _audit(admin, "seat_invited", org, email=email)
+    session.commit()
+    link = absolute_url("organisations.invitation", token=token)
+    try:
+        send_mail(email, f"{org.name} invites you to DAWNS",
+                  f"Hello,\n\n{admin.name} ({admin.email}) has given you a seat in {org.name}'s DAWNS membership: "
+                  f"full access to our reporting and DAWNS Digest, the daily newsletter, paid for by {org.name}.\n\n"
+                  f"Accept it here (the link works once, for 7 days):\n\n{link}\n\n"
+                  "If you were not expecting this, ignore this email.\n")
+    except MailError:
+        pass
+
+
+@dataclass(frozen=True)
+class Invitation:
+    org: Organisation
+    email: str
+    account: Account | None  # the invited address's account, when it has one
+
+
+def look_at_invitation(token: str) -> Invitation | None:
+    """The invitation behind a link, without using it (a mail scanner's GET burns nothing)."""
+    session = get_session()
+    row = links.peek(session, INVITE_PURPOSE, token)
+    if row is None:
+        return None
+    org = session.get(Organisation, row.data.get("organisation_id"))
+    if org is None:
+        return None
+    email = row.data.get("email", "")
+    account = session.scalars(select(Account).where(Account.email == email)).first()
+    return Invitation(org, email, account)
+
+
+def accept_invitation(token: str, *, name: str | None, password: str | None,
+                      newsletter_opt_in: bool) -> tuple[Account, Organisation]:
+    """Use the invitation: its address's account (created with `name` and `password` when it
+    has none) takes a seat; the address is proved. The caller signs the account in.
+    Raises SeatError (the link stays unused: nothing is committed)."""
+    session = get_session()
+    row = links.use(session, INVITE_PURPOSE, token)
+    if row is None:
+        raise SeatError("This invitation has expired or has been used. Ask your organisation's admin for a new one.")
+    org = session.get(Organisation, row.data.get("organisation_id"))
+    email = row.data.get("email", "")
+    if org is None or not email:
+        session.rollback()
+        raise SeatError("This invitation is no longer valid.")
+    account = session.scalars(select(Account).where(Account.email == email)).first()
+    if account is None:
+        if not name or not password:
+            session.rollback()
+            raise SeatError("Enter your name and choose a password to create your account.")
+        account = Account(email=email, name=name.strip(), password_hash=hash_password(password), role=Role.MEMBER,
+                          created_at=utcnow())
+        account.membership = Membership(newsletter_opt_in=newsletter_opt_in, created_at=account.created_at)
+        session.add(account)
+        session.flush()
+    elif account.role != Role.MEMBER:
+        session.rollback()
+        raise SeatError("Staff accounts cannot take seats.")
+    if account.email_verified_at is None:
+        account.email_verified_at = utcnow()  # the link went to this address
+    try:
+        take_seat(session, org, account, "invitation", newsletter_opt_in=newsletter_opt_in)
+    except SeatError:
+        session.rollback()
+        raise
+    _audit(account, "seat_taken", org, account, how="invitation")
+    session.commit()
+    return account, org
+
+
+# --- domain claims -----------------------------------------------------------------------------
+
+def claimable(account: Account, org: Organisation) -> bool:
+    return account.role == Role.MEMBER and on_domains(org, account.email)
+
+
+def claim(account: Account, slug: str, newsletter_opt_in: bool) -> str:
+    """A reader whose address is on one of the organisation's domains takes a seat: at once
+    when the address is proved, else after following a link sent to it. Returns "taken" or
+    "sent". Raises SeatError."""
+    session = get_session()
+    org = by_slug(slug)
+    if org is None or not claimable(account, org):
+        raise SeatError("Seats of this organisation are for addresses on its own domains.")
+    if account.email_verified_at is not None:
+        take_seat(session, org, account, "domain", newsletter_opt_in=newsletter_opt_in)
+        _audit(account, "seat_taken", org, account, how="domain")
+        session.commit()
+        return "taken"
+    links.withdraw(session, CLAIM_PURPOSE, account)
+    token = links.issue(session, CLAIM_PURPOSE, account, CLAIM_TTL,
+                        {"organisation_id": org.id, "email": account.email, "newsletter": newsletter_opt_in})
+    session.commit()
+    link = absolute_url("organisations.confirm_claim", token=token)
+    try:
+        send_mail(account.email, f"Confirm your address to join {org.name} on DAWNS",
+                  f"Hello {account.name},\n\nTo take a seat in {org.name}'s DAWNS membership, confirm that this "
+                  f"address is yours (the link works once, for 24 hours):\n\n{link}\n\n"
+                  "If you did not ask for this, ignore this email.\n")
+    except MailError:
+        pass
+    return "sent"
+
+
+def look_at_claim(token: str) -> Organisation | None:
+    session = get_session()
+    row = links.peek(session, CLAIM_PURPOSE, token)
+    return session.get(Organisation, row.data.get("organisation_id")) if row is not None else None
+
+
+def confirm_claim(token: str) -> tuple[Account, Organisation]:
+    """Use the link: the address is proved and the seat taken (if its address is still the
+    account's and still on the organisation's domains). Raises SeatError."""
+    session = get_session()
+    row = links.use(session, CLAIM_PURPOSE, token)
+    if row is None or row.account_id is None:
+        raise SeatError("This link has expired or has been used. Claim your seat again to get a new one.")
+    account = session.get(Account, row.account_id)
+    org = session.get(Organisation, row.data.get("organisation_id"))
+    if account is None or org is None or account.email != row.data.get("email") or not claimable(account, org):
+        session.rollback()
+        raise SeatError("This link no longer matches your account's address.")
+    account.email_verified_at = account.email_verified_at or utcnow()
+    try:
+        take_seat(session, org, account, "domain", newsletter_opt_in=bool(row.data.get("newsletter", True)))
+    except SeatError:
+        session.rollback()
+        raise
+    _audit(account, "seat_taken", org, account, how="domain")
+    session.commit()
+    return account, org
+
+
+# --- removal -----------------------------------------------------------------------------------
+
+def remove(admin: Account, slug: str, seat_id: int) -> str:
+    """The organisation's admin takes a seat back. Returns the reader's email."""
+    session = get_session()
+    org = managed_by(admin, slug)
+    seat = session.get(Seat, seat_id)
+    if seat is None or seat.organisation_id != org.id or seat.status == REMOVED:
+        raise SeatError("No such seat.")
+    reader = session.get(Account, seat.account_id)
+    remove_seat(session, seat)
+    _audit(admin, "seat_removed", org, reader)
+    session.commit()
+    return reader.email if reader else ""
+
+
+def domains_hint(org: Organisation) -> str:
+    return ", ".join(f"@{d}" for d in org.domains or [])
+

@@ -1,0 +1,205 @@
+"""Organisation pages for readers: buy seats, manage them (the organisation's admin), accept an
+invitation, claim a seat by email domain. Views are thin: validate, call a service, render."""
+from __future__ import annotations
+
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+
+from ..accounts import seats
+from ..accounts import services as accounts
+from ..billing import checkout
+from ..billing.gateway import BillingError
+from ..db import get_session
+from ..extensions import limiter
+from ..forms import ActionForm
+from ..membership import catalogue
+from ..membership.organisations import SeatError, in_trial, seat_count
+from ..domain.money import per_interval
+from .forms import NEWSLETTER_HINT, AcceptForm, ClaimForm, InviteForm, NewContactForm, OrganisationJoinForm
+
+bp = Blueprint("organisations", __name__, url_prefix="/organisations")
+
+
+def _limit(name: str):
+    return limiter.limit(lambda: current_app.config[name], methods=["POST"])
+
+
+@bp.route("/join", methods=["GET", "POST"])
+@_limit("RATELIMIT_JOIN")
+def join():
+    """Self-serve: the organisation's name and seats (the contact's account too, for a
+    visitor), then Stripe Checkout with quantity = seats; the buyer becomes its admin."""
+    if current_user.is_authenticated and current_user.is_staff:
+        flash("Staff create organisations that pay by invoice in the staff console.", "info")
+        return redirect(url_for("staff.index"), code=303)
+    level = catalogue.organisation_level(get_session())
+    form = OrganisationJoinForm() if current_user.is_authenticated else NewContactForm()
+    price = per_interval(level.amount, level.currency, level.interval) if level else None
+    if not form.validate_on_submit():
+        status = 422 if request.method == "POST" else 200
+        return render_template("organisations/join.html", form=form, level=level, price=price,
+                               hint=NEWSLETTER_HINT), status
+    if level is None:
+        return render_template("billing/unavailable.html",
+                               message="Organisation memberships are not on sale yet. Please contact us."), 503
+    account = current_user if current_user.is_authenticated else None
+    if account is None:
+        existing = accounts.find_by_email(form.email.data)
+        if existing is None:
+            try:
+                account = accounts.create_member(form.name.data, form.email.data, form.password.data,
+                                                 bool(form.newsletter.data))
+            except accounts.EmailTaken:
+                existing = accounts.find_by_email(form.email.data)
+        if existing is not None:
+            accounts.notify_existing_account(existing)
+            flash("Please log in to continue. If you have forgotten your password, you can reset it.", "info")
+            return redirect(url_for("members.login", next=url_for("organisations.join")), code=303)
+        accounts.sign_in(account)
+    try:
+        url = checkout.start_organisation_checkout(account, form.organisation.data, int(form.seats.data))
+    except BillingError as exc:
+        return render_template("billing/unavailable.html", message=exc.message), 503
+    return redirect(url, code=303)
+
+
+@bp.get("/join/success")
+@limiter.limit(lambda: current_app.config["RATELIMIT_SUCCESS"])
+def join_success():
+    session_id = request.args.get("session_id", "")
+    if not session_id.startswith("cs_") or len(session_id) > 2000:
+        abort(400)
+    try:
+        org = checkout.confirm_organisation_checkout(current_user if current_user.is_authenticated else None,
+                                                     session_id)
+    except BillingError as exc:
+        return render_template("billing/unavailable.html", message=exc.message), 503
+    if org is None:
+        return render_template("organisations/success.html", org=None)
+    if org.seats > 0:
+        flash(f"Thank you: {org.name} has {org.seats} seats. Invite your colleagues below.", "info")
+    return redirect(url_for("organisations.manage", slug=org.slug), code=303)
+
+
+def _managed(slug: str):
+    try:
+        return seats.managed_by(current_user, slug)
+    except seats.NotAllowed:
+        abort(404)  # not theirs: no hint whether it exists
+
+
+@bp.get("/<slug>")
+@login_required
+def manage(slug: str):
+    org = _managed(slug)
+    return _manage_page(org, InviteForm())
+
+
+def _manage_page(org, invite_form: InviteForm, status: int = 200):
+    session = get_session()
+    return render_template("organisations/manage.html", org=org, count=seat_count(session, org),
+                           rows=seats.seats_of(org), invited=seats.pending_invitations(org), form=invite_form,
+                           action=ActionForm(), trial=in_trial(org), domains=seats.domains_hint(org)), status
+
+
+@bp.post("/<slug>/invite")
+@login_required
+@_limit("RATELIMIT_JOIN")
+def invite(slug: str):
+    org = _managed(slug)
+    form = InviteForm()
+    if not form.validate_on_submit():
+        return _manage_page(org, form, 422)
+    try:
+        seats.invite(current_user, slug, form.email.data)
+    except SeatError as exc:
+        form.email.errors = [str(exc)]
+        return _manage_page(org, form, 422)
+    flash(f"Invitation sent to {form.email.data}.", "info")
+    return redirect(url_for("organisations.manage", slug=slug), code=303)
+
+
+@bp.post("/<slug>/seats/<int:seat_id>/remove")
+@login_required
+def remove_seat(slug: str, seat_id: int):
+    _managed(slug)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    try:
+        email = seats.remove(current_user, slug, seat_id)
+    except SeatError as exc:
+        flash(str(exc), "error")
+    else:
+        flash(f"The seat of {email} is removed.", "info")
+    return redirect(url_for("organisations.manage", slug=slug), code=303)
+
+
+@bp.route("/invitations/<token>", methods=["GET", "POST"])
+@_limit("RATELIMIT_LOGIN")
+def invitation(token: str):
+    """GET shows the invitation and a button; only the POST uses the link (mail scanners that
+    open links do not burn it)."""
+    found = seats.look_at_invitation(token)
+    if found is None:
+        return render_template("organisations/invalid.html"), 404
+    form = AcceptForm()
+    if request.method == "POST" and form.validate_on_submit():
+        if found.account is None and not form.require_new_account():
+            return render_template("organisations/invitation.html", invitation=found, form=form), 422
+        try:
+            account, org = seats.accept_invitation(token, name=form.name.data, password=form.password.data,
+                                                   newsletter_opt_in=bool(form.newsletter.data))
+        except SeatError as exc:
+            flash(str(exc), "error")
+            return render_template("organisations/invitation.html", invitation=found, form=form), 409
+        accounts.sign_in(account)
+        flash(f"Welcome: you have a seat in {org.name}'s DAWNS membership.", "info")
+        return redirect(url_for("members.account"), code=303)
+    status = 422 if request.method == "POST" else 200
+    return render_template("organisations/invitation.html", invitation=found, form=form), status
+
+
+@bp.route("/<slug>/claim", methods=["GET", "POST"])
+@login_required
+def claim(slug: str):
+    org = seats.by_slug(slug)
+    if org is None or not org.domains:
+        abort(404)
+    form = ClaimForm()
+    allowed = seats.claimable(current_user, org)
+    if request.method == "POST" and form.validate_on_submit():
+        try:
+            done = seats.claim(current_user, slug, bool(form.newsletter.data))
+        except SeatError as exc:
+            flash(str(exc), "error")
+            return render_template("organisations/claim.html", org=org, form=form, allowed=allowed,
+                                   domains=seats.domains_hint(org)), 403 if not allowed else 409
+        if done == "taken":
+            flash(f"You have a seat in {org.name}'s DAWNS membership.", "info")
+            return redirect(url_for("members.account"), code=303)
+        return render_template("organisations/claim_sent.html", org=org, email=current_user.email)
+    status = 422 if request.method == "POST" else 200
+    return render_template("organisations/claim.html", org=org, form=form, allowed=allowed,
+                           domains=seats.domains_hint(org)), status
+
+
+@bp.route("/claim/<token>", methods=["GET", "POST"])
+@_limit("RATELIMIT_LOGIN")
+def confirm_claim(token: str):
+    org = seats.look_at_claim(token)
+    if org is None:
+        return render_template("organisations/invalid.html"), 404
+    form = ActionForm()
+    if request.method == "POST":
+        if not form.validate_on_submit():
+            abort(400)
+        try:
+            account, org = seats.confirm_claim(token)
+        except SeatError as exc:
+            flash(str(exc), "error")
+            return render_template("organisations/claim_confirm.html", org=org, form=form), 409
+        if not (current_user.is_authenticated and current_user.id == account.id):
+            accounts.sign_in(account)
+        flash(f"Your address is confirmed and you have a seat in {org.name}'s DAWNS membership.", "info")
+        return redirect(url_for("members.account"), code=303)
+    return render_template("organisations/claim_confirm.html", org=org, form=form)
