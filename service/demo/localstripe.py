@@ -23,6 +23,7 @@ from flask import current_app
 DEMO_PRODUCT_ID = "prod_dawns_membership"
 DEMO_PLAN_ID = "plan_dawns_monthly"
 DEMO_YEARLY_PLAN_ID = "plan_dawns_yearly"
+DEMO_SEAT_PLAN_ID = "plan_dawns_seat_yearly"
 DEMO_STAFF_EMAIL = "staff@example.org"
 
 
@@ -74,7 +75,7 @@ def _stripe(api_base: str, api_key: str) -> stripe.StripeClient:
 
 
 def provision_localstripe(api_base: str, webhook_url: str) -> dict[str, str]:
-    """The membership product, its $5/month and $50/year plans (localstripe predates Prices)
+    """The membership product, its $5/month, $50/year and $40/year-per-seat plans (localstripe predates Prices)
     and the webhook, in a fresh localstripe; returns the settings to run with."""
     secret_key = "sk_test_demo_" + secrets.token_hex(8)
     webhook_secret = "whsec_" + secrets.token_hex(24)
@@ -83,7 +84,8 @@ def provision_localstripe(api_base: str, webhook_url: str) -> dict[str, str]:
         client.v1.products.retrieve(DEMO_PRODUCT_ID)
     except stripe.InvalidRequestError:
         client.v1.products.create({"id": DEMO_PRODUCT_ID, "name": "DAWNS membership"})
-    for plan_id, amount, interval in ((DEMO_PLAN_ID, 500, "month"), (DEMO_YEARLY_PLAN_ID, 5000, "year")):
+    for plan_id, amount, interval in ((DEMO_PLAN_ID, 500, "month"), (DEMO_YEARLY_PLAN_ID, 5000, "year"),
+                                      (DEMO_SEAT_PLAN_ID, 4000, "year")):
         try:
             client.v1.plans.retrieve(plan_id)
         except stripe.InvalidRequestError:
@@ -101,7 +103,8 @@ def provision_localstripe(api_base: str, webhook_url: str) -> dict[str, str]:
 
 
 def seed_demo_catalogue(app) -> None:
-    """$5 a month (seeded from STRIPE_PRICE_ID) and $50 a year, as `make run` offers them."""
+    """$5 a month (seeded from STRIPE_PRICE_ID), $50 a year, and organisation seats at $40 a
+    year each, as `make run` offers them."""
     from ..billing.runtime import get_gateway
     from ..db import get_session
     from ..membership import catalogue
@@ -113,4 +116,7 @@ def seed_demo_catalogue(app) -> None:
         if session.query(LevelPrice).filter_by(stripe_price_id=DEMO_YEARLY_PLAN_ID).first() is None:
             catalogue.add(session, get_gateway(), name="Member, yearly", amount=5000, interval="year",
                           price_id=DEMO_YEARLY_PLAN_ID)
+        if session.query(LevelPrice).filter_by(stripe_price_id=DEMO_SEAT_PLAN_ID).first() is None:
+            catalogue.add(session, get_gateway(), name="Organisation seat", amount=4000, interval="year",
+                          price_id=DEMO_SEAT_PLAN_ID, organisation=True)
         session.commit()

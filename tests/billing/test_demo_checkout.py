@@ -221,3 +221,50 @@ def test_a_demo_checkout_keeps_its_own_plan_and_an_expired_one_cannot_be_paid(de
     refused = _pay(client, first.removeprefix("http://localhost"), "4242 4242 4242 4242")
     assert refused.status_code == 422 and "expired" in refused.get_data(as_text=True)
     assert _pay(client, yearly.removeprefix("http://localhost"), "4242 4242 4242 4242").status_code == 303
+
+
+def test_a_newcomer_buys_five_seats_invites_a_colleague_who_is_entitled_with_dawns(live_demo):
+    """Issue 11's "done when", on the embedded default: the demo checkout, the real localstripe
+    subscription and webhooks, the invitation printed by the log mail backend."""
+    from sqlalchemy import select
+
+    from service.membership.service import is_entitled
+    from service.models import NewsletterOutbox, Organisation
+
+    client = live_demo.test_client()
+    resp = post_form(client, "/organisations/join", {"organisation": "Sahel Relief", "seats": "5",
+                                                     "name": "Org Admin", "email": "admin@sahel.example",
+                                                     "password": "demo password 123", "newsletter": "y"})
+    assert resp.status_code == 303
+    checkout = resp.headers["Location"].removeprefix("http://localhost")
+    page = client.get(checkout).get_data(as_text=True)
+    assert "Demo mode" in page and "$200 per year" in page and "(5 seats)" in page  # 5 x $40
+    paid = _pay(client, checkout, "4242 4242 4242 4242")
+    assert paid.status_code == 303
+    done = client.get(paid.headers["Location"].removeprefix("http://localhost"))
+    assert done.status_code == 303 and done.headers["Location"] == "/organisations/sahel-relief"
+    assert "0 of 5 used" in client.get("/organisations/sahel-relief").get_data(as_text=True)
+
+    invited = post_form(client, "/organisations/sahel-relief/invite", {"email": "colleague@sahel.example"},
+                        form_path="/organisations/sahel-relief")
+    assert invited.status_code == 303
+    mail = [m for m in live_demo.extensions["mail_outbox"] if m["To"] == "colleague@sahel.example"][-1]
+    link = re.search(r"http://localhost(/organisations/invitations/\S+)", mail.get_content()).group(1)
+    colleague = live_demo.test_client()
+    form = colleague.get(link).get_data(as_text=True)
+    accepted = colleague.post(link, data={"csrf_token": csrf_from(form), "name": "Col League",
+                                          "password": "another password 1", "newsletter": "y"})
+    assert accepted.status_code == 303
+    account = colleague.get("/account").get_data(as_text=True)
+    assert "A seat in Sahel Relief" in account
+    with live_demo.app_context():
+        s = get_session()
+        reader = find_by_email("colleague@sahel.example")
+        assert is_entitled(reader.membership) and reader.membership.status == MembershipStatus.ORGANISATION
+        assert s.scalars(select(NewsletterOutbox.action).where(NewsletterOutbox.account_id == reader.id)).all() \
+            == ["subscribed"]
+        org = s.scalars(select(Organisation)).one()
+        assert (org.status, org.seats) == (MembershipStatus.ACTIVE, 5)
+        admin = find_by_email("admin@sahel.example")
+        assert admin.membership.status == MembershipStatus.PENDING  # seats are not the buyer's own membership
+        s.close()
