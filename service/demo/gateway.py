@@ -64,10 +64,12 @@ class DemoGateway(StripeGateway):
 
     def create_invoiced_subscription(self, customer_id: str, line: LineItem, days_until_due: int,
                                      metadata: dict[str, str]) -> dict[str, Any]:
-        # localstripe speaks the API of 2017, where `billing` named the collection method.
+        # localstripe knows neither `collection_method` nor invoices sent by email: the demo makes
+        # the subscription without a card (it stays `incomplete`), so the staff-set trial is what
+        # entitles the seats, as it does until a real organisation pays its first invoice.
         return self._call(self.client.v1.subscriptions.create, {
             "customer": customer_id, "items": [{"plan": self._plan_for(line), "quantity": line.quantity}],
-            "billing": "send_invoice", "days_until_due": days_until_due, "metadata": metadata})
+            "metadata": metadata})
 
     def update_subscription_quantity(self, subscription_id: str, item_id: str, quantity: int) -> dict[str, Any]:
         return self._call(self.client.v1.subscriptions.update, subscription_id, {
