@@ -43,8 +43,12 @@ def staff_create(email: str, role: str, name: str, promote: bool) -> None:
 
 @staff.command("expire-comps")
 def staff_expire_comps() -> None:
-    """Housekeeping: close comps whose end date has passed (they stop entitling on their own)."""
-    from .services import expire_comps
+    """Housekeeping: close comps whose end date has passed (they stop entitling on their own), and
+    organisations' comps and unpaid invoice trials that have ended."""
+    from .services import expire_comps, expire_organisation_comps
 
     ids = expire_comps()
     click.echo(f"expired {len(ids)} comp(s)" + (f": members {', '.join(map(str, ids))}" if ids else ""))
+    orgs = expire_organisation_comps()
+    if orgs:
+        click.echo(f"recomputed {len(orgs)} organisation(s) whose comp or trial ended: {', '.join(map(str, orgs))}")

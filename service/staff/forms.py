@@ -8,6 +8,7 @@ from wtforms import (
     DateField,
     DecimalField,
     EmailField,
+    IntegerField,
     SelectField,
     SelectMultipleField,
     StringField,
@@ -26,6 +27,8 @@ from wtforms.validators import (
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from ..accounts.api_tokens import DEFAULT_SCOPES, NAME_RE, NAME_RULE, SCOPES
+from ..billing.organisations import MAX_TRIAL_DAYS
+from ..membership.organisations import MAX_SEATS
 
 CONFIRM = "Tick to confirm."
 
@@ -77,6 +80,7 @@ class LevelForm(ConfirmForm):
                         validators=[Optional(), Regexp(r"^(price|plan)_[A-Za-z0-9_]{1,200}$",
                                                        message="A Stripe Price id starts with price_.")])
     public = BooleanField("Offer it on /join", default=True)
+    organisation = BooleanField("For organisations: a yearly price per seat, never on /join")
 
 
 class TokenForm(ConfirmForm):
@@ -85,3 +89,31 @@ class TokenForm(ConfirmForm):
     scopes = SelectMultipleField("Scopes", choices=list(SCOPES), default=list(DEFAULT_SCOPES),
                                  option_widget=CheckboxInput(), widget=ListWidget(prefix_label=False),
                                  validators=[_at_least_one])
+
+
+def _strip(value):
+    return value.strip() if value else value
+
+
+class OrganisationForm(ConfirmForm):
+    """An organisation that pays by invoice (the contact's name only when they have no account)."""
+
+    name = StringField("Organisation name", filters=[_strip],
+                       validators=[DataRequired("Name the organisation."), Length(max=200)])
+    contact_email = EmailField("Billing contact's email", filters=[_strip],
+                               validators=[DataRequired("Enter the contact's email."),
+                                           Email("Enter a valid email.", check_deliverability=False)])
+    contact_name = StringField("Contact's name (when they have no account yet)", filters=[_strip],
+                               validators=[Optional(), Length(max=200)])
+    seats = IntegerField("Seats", validators=[DataRequired("Give the number of seats."),
+                                              NumberRange(min=1, max=MAX_SEATS, message=f"From 1 to {MAX_SEATS:,}.")])
+    domains = StringField("Email domains (optional)", filters=[_strip], validators=[Optional(), Length(max=2000)])
+    trial_days = IntegerField("Trial days until the first invoice is paid", default=MAX_TRIAL_DAYS,
+                              validators=[NumberRange(min=0, max=MAX_TRIAL_DAYS,
+                                                      message=f"From 0 to {MAX_TRIAL_DAYS} days.")])
+    level = SelectField("Level", coerce=int, validate_choice=True)
+
+
+class SeatsForm(ConfirmForm):
+    seats = IntegerField("Seats", validators=[DataRequired("Give the number of seats."),
+                                              NumberRange(min=1, max=MAX_SEATS, message=f"From 1 to {MAX_SEATS:,}.")])

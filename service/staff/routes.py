@@ -9,13 +9,15 @@ from flask_login import current_user
 
 from ..accounts import api_tokens
 from ..billing import queue as stripe_queue
+from ..billing.organisations import NewInvoiced
 from ..db import get_session
 from ..domain.membership import MembershipStatus, Role, describe
 from ..forms import ActionForm
 from ..membership import directory, exports
-from ..models import ExportJob
+from ..membership.organisations import in_trial, membership_status_label, organisations_of_admin, seat_of
+from ..models import ExportJob, Organisation
 from . import services
-from .forms import AddStaffForm, CompForm, ConfirmForm, LevelForm, RoleForm, TokenForm
+from .forms import AddStaffForm, CompForm, ConfirmForm, LevelForm, OrganisationForm, RoleForm, SeatsForm, TokenForm
 
 bp = Blueprint("staff", __name__, url_prefix="/staff")
 
@@ -104,7 +106,8 @@ def member(member_id: int):
         "staff/member.html", m=data, account=account, membership=account.membership, words=describe(data["status"]),
         subs=services.subscriptions_of(account), timeline=services.timeline(account),
         failed=services.failed_deliveries(account), dashboard_url=services.dashboard_url,
-        billing_email=services.billing_email(account),
+        billing_email=services.billing_email(account), seat=seat_of(get_session(), account.id),
+        admin_of=organisations_of_admin(get_session(), account),
         comp_form=CompForm(prefix="comp"), confirm_form=ConfirmForm(),
     )
 
@@ -233,6 +236,106 @@ def export_download(job_id: int):
                      max_age=0)
 
 
+# --- organisations -----------------------------------------------------------------------------
+
+@bp.get("/organisations")
+@staff_required
+def organisations():
+    return render_template("staff/organisations.html", rows=services.organisations())
+
+
+def _organisation_form() -> OrganisationForm:
+    form = OrganisationForm(prefix="org")
+    form.level.choices = [(lv.id, f"{lv.name}: {lv.amount / 100:,.2f} {lv.currency.upper()} per seat per year")
+                          for lv in services.organisation_levels()]
+    return form
+
+
+@bp.route("/organisations/new", methods=["GET", "POST"])
+@staff_required
+def new_organisation():
+    """By invoice: the form stays filled in when Stripe or a field says no."""
+    form = _organisation_form()
+    if form.validate_on_submit():
+        try:
+            created = services.create_organisation(current_user, NewInvoiced(
+                name=form.name.data, contact_email=form.contact_email.data, contact_name=form.contact_name.data or "",
+                seats=form.seats.data, domains=form.domains.data or "", trial_days=form.trial_days.data,
+                level_id=form.level.data))
+        except services.ActionError as exc:
+            flash(str(exc), "error")
+        else:
+            flash(f"{created.organisation.name} was created; Stripe emails its invoice to "
+                  f"{created.contact.email}." + (" They were sent a link to choose a password."
+                                                  if created.contact_created else ""), "info")
+            if created.warning:
+                flash(created.warning, "error")
+            return redirect(url_for("staff.organisation", org_id=created.organisation.id), code=303)
+    status = 422 if request.method == "POST" else 200
+    return render_template("staff/organisation_new.html", form=form), status
+
+
+@bp.get("/organisations/<int:org_id>")
+@staff_required
+def organisation(org_id: int):
+    org = get_session().get(Organisation, org_id)
+    if org is None:
+        abort(404)
+    seats_form = SeatsForm(prefix="seats")
+    seats_form.seats.data = org.seats
+    return render_template(
+        "staff/organisation.html", org=org, count=services.organisation_seat_count(org),
+        seats=services.organisation_seats(org), subs=services.organisation_subscriptions(org),
+        timeline=services.organisation_timeline(org), dashboard_url=services.dashboard_url,
+        state=membership_status_label(org), in_trial=in_trial(org),
+        seats_form=seats_form, comp_form=CompForm(prefix="comp"), confirm_form=ConfirmForm())
+
+
+def _org_back(org_id: int):
+    return redirect(url_for("staff.organisation", org_id=org_id), code=303)
+
+
+@bp.post("/organisations/<int:org_id>/seats")
+@staff_required
+def organisation_seats(org_id: int):
+    form = SeatsForm(prefix="seats")
+
+    def act():
+        change = services.change_organisation_seats(current_user, org_id, form.seats.data)
+        if change.suspended:
+            flash(f"{change.suspended} seat(s) beyond the new number were suspended, newest first.", "error")
+        if change.warning:
+            flash(change.warning, "error")
+
+    return _run(form, act, "Seats changed.", _org_back(org_id))
+
+
+@bp.post("/organisations/<int:org_id>/comp")
+@staff_required
+def comp_organisation(org_id: int):
+    form = CompForm(prefix="comp")
+
+    def act():
+        until = datetime.combine(form.until.data, time.max, tzinfo=timezone.utc) if form.until.data else None
+        services.comp_organisation(current_user, org_id, form.reason.data.strip(), until)
+
+    return _run(form, act, "The organisation is comped: its seats entitle.", _org_back(org_id))
+
+
+@bp.post("/organisations/<int:org_id>/comp/end")
+@staff_required
+def end_organisation_comp(org_id: int):
+    return _run(ConfirmForm(), lambda: services.end_organisation_comp(current_user, org_id),
+                "The comp has ended: the subscription decides again.", _org_back(org_id))
+
+
+@bp.post("/organisations/<int:org_id>/seats/<int:seat_id>/remove")
+@staff_required
+def remove_organisation_seat(org_id: int, seat_id: int):
+    return _run(ConfirmForm(), lambda: services.remove_organisation_seat(current_user, org_id, seat_id),
+                "The seat was removed.", _org_back(org_id))
+
+
 # --- admin: staff accounts and API tokens -------------------------------------------------------
 
 @bp.get("/admin")
@@ -260,7 +363,8 @@ def add_level():
     form = LevelForm(prefix="lvl")
     back = redirect(url_for("staff.levels"), code=303)
     return _run(form, lambda: services.add_level(current_user, form.name.data, form.cents(),
-                                                 form.interval.data, form.price.data or None, bool(form.public.data)),
+                                                 form.interval.data, form.price.data or None, bool(form.public.data),
+                                                 bool(form.organisation.data)),
                 "Level added.", back)
 
 

@@ -8,21 +8,34 @@ from datetime import datetime
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import func, select
 
+from ..billing import organisations as org_billing
 from ..billing.gateway import BillingError
 from ..billing.runtime import get_gateway
 from ..membership import catalogue
+from ..membership.organisations import (
+    REMOVED,
+    SeatCount,
+    lock,
+    membership_status_label,
+    recompute_organisation,
+    remove_seat,
+    seat_count,
+)
 from ..membership.service import recompute
 from ..db import get_session, utcnow
-from ..domain.membership import Role
+from ..domain.membership import MembershipStatus, Role
 from ..accounts.services import create_staff, end_sessions, find_by_email, invite_staff, request_password_reset
 from ..models import (
     Account,
     AuditLog,
     CheckoutSession,
+    Level,
     Membership,
     NewsletterOutbox,
+    Organisation,
+    Seat,
     StripeCustomer,
     StripeEvent,
     StripeSubscription,
@@ -34,9 +47,11 @@ class ActionError(Exception):
     """A staff action that cannot be done; the message is shown to the staff member."""
 
 
-def _audit(actor: Account, action: str, target: Account | None, **details: Any) -> None:
+def _audit(actor: Account, action: str, target: Account | None, target_org: Organisation | None = None,
+           **details: Any) -> None:
     get_session().add(AuditLog(actor_id=actor.id, actor_email=actor.email, action=action,
-                               target_account_id=target.id if target else None, details=details))
+                               target_account_id=target.id if target else None,
+                               target_organisation_id=target_org.id if target_org else None, details=details))
 
 
 def _member(member_id: int) -> Account:
@@ -93,6 +108,33 @@ def expire_comps() -> list[int]:
                              target_account_id=account_id, details={}))
     session.commit()
     return list(ids)
+
+
+def expire_organisation_comps() -> list[int]:
+    """Organisations whose comp end date, or whose unpaid trial, has passed: recomputed so that
+    their state and their lists say so (their seats stopped entitling at that moment anyway)."""
+    session = get_session()
+    now = utcnow()
+    comp_over = set(session.scalars(select(Organisation.id).where(
+        Organisation.comped_at.is_not(None), Organisation.comped_until.is_not(None),
+        Organisation.comped_until <= now)))
+    trial_over = set(session.scalars(select(Organisation.id).where(
+        Organisation.billing == "invoice", Organisation.first_paid_at.is_(None), Organisation.comped_at.is_(None),
+        Organisation.trial_ends_at.is_not(None), Organisation.trial_ends_at <= now,
+        Organisation.status == MembershipStatus.COMPED)))
+    for org_id in sorted(comp_over | trial_over):
+        org = lock(session, org_id)
+        if org_id in comp_over:
+            org.comped_at = org.comped_until = None
+            session.add(AuditLog(actor_id=None, actor_email="system", action="organisation_comp_expired",
+                                 target_organisation_id=org_id, details={"reason": org.comp_reason}))
+            org.comp_reason = None
+        else:
+            session.add(AuditLog(actor_id=None, actor_email="system", action="organisation_trial_ended",
+                                 target_organisation_id=org_id, details={}))
+        recompute_organisation(session, org)
+        session.commit()
+    return sorted(comp_over | trial_over)
 
 
 def retry_newsletter(actor: Account, member_id: int, row_id: int) -> None:
@@ -152,16 +194,17 @@ def catalogue_levels() -> list:
     return catalogue.levels(session)
 
 
-def add_level(actor: Account, name: str, amount: int, interval: str, price_id: str | None, public: bool) -> None:
+def add_level(actor: Account, name: str, amount: int, interval: str, price_id: str | None, public: bool,
+              organisation: bool = False) -> None:
     session = get_session()
     try:
         level = catalogue.add(session, get_gateway(), name=name, amount=amount, interval=interval,
-                              price_id=price_id, public=public)
+                              price_id=price_id, public=public, organisation=organisation)
     except (catalogue.CatalogueError, BillingError) as exc:
         session.rollback()
         raise ActionError(getattr(exc, "message", None) or str(exc)) from None
     _audit(actor, "level_add", None, level_id=level.id, name=level.name, amount=level.amount,
-           interval=level.interval, price=level.stripe_price_id)
+           interval=level.interval, price=level.stripe_price_id, organisation=organisation)
     session.commit()
 
 
@@ -287,3 +330,153 @@ def dashboard_url(kind: str, stripe_id: str) -> str | None:
     return f"{base}{test}/{kind}/{stripe_id}"
 
 
+# --- organisations ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class OrganisationRow:
+    org: Organisation
+    seats: SeatCount
+    state: str  # the billing state, "trial" while an invoiced one's trial entitles
+
+
+def organisations() -> list[OrganisationRow]:
+    """Every organisation with its seats used out of the total (one query for the counts)."""
+    session = get_session()
+    orgs = list(session.scalars(select(Organisation).order_by(Organisation.name, Organisation.id)))
+    counts: dict[tuple[int, str], int] = {(org_id, status): n for org_id, status, n in session.execute(
+        select(Seat.organisation_id, Seat.status, func.count()).where(Seat.status != REMOVED)
+        .group_by(Seat.organisation_id, Seat.status))}
+    return [OrganisationRow(o, SeatCount(used=counts.get((o.id, "active"), 0), total=o.seats,
+                                         suspended=counts.get((o.id, "suspended"), 0)),
+                            membership_status_label(o)) for o in orgs]
+
+
+def organisation_levels() -> list[Level]:
+    return catalogue.organisation_levels(get_session())
+
+
+def _organisation(org_id: int) -> Organisation:
+    org = get_session().get(Organisation, org_id)
+    if org is None:
+        raise ActionError("No such organisation.")
+    return org
+
+
+def _billing_action(action):
+    """Run a billing change; a refusal rolls back everything it wrote and says why."""
+    session = get_session()
+    try:
+        return action(session)
+    except org_billing.OrganisationError as exc:
+        session.rollback()
+        raise ActionError(str(exc)) from None
+    except BillingError as exc:
+        session.rollback()
+        raise ActionError(exc.message) from None
+
+
+def create_organisation(actor: Account, new: org_billing.NewInvoiced) -> org_billing.Created:
+    """An organisation paying by invoice: made at Stripe first, then committed, then its
+    contact is told (a new contact gets the link to choose a password)."""
+    created = _billing_action(lambda session: org_billing.create_invoiced(session, get_gateway(), new))
+    org = created.organisation
+    _audit(actor, "organisation_create", created.contact, org, name=org.name, slug=org.slug, seats=org.seats,
+           domains=list(org.domains or []), trial_days=new.trial_days,
+           level=org.level.name if org.level else None, price=org.level.stripe_price_id if org.level else None,
+           customer=created.customer_id, subscription=created.subscription_id, contact=created.contact.email,
+           contact_created=created.contact_created)
+    get_session().commit()
+    org_billing.tell_contact(org, created.contact, created.contact_created)
+    return created
+
+
+def change_organisation_seats(actor: Account, org_id: int, seats: int) -> org_billing.SeatChange:
+    _organisation(org_id)
+    change = _billing_action(lambda session: org_billing.change_seats(session, get_gateway(), org_id, seats))
+    org = get_session().get(Organisation, org_id)
+    _audit(actor, "organisation_seats", None, org, before=change.before, after=change.after,
+           asked=seats, suspended=change.suspended, subscription=org.stripe_subscription_id)
+    get_session().commit()
+    return change
+
+
+def comp_organisation(actor: Account, org_id: int, reason: str, until: datetime | None) -> Organisation:
+    org = _billing_action(lambda session: org_billing.comp(session, org_id, reason, until))
+    _audit(actor, "organisation_comp", None, org, reason=org.comp_reason, until=until.isoformat() if until else None)
+    get_session().commit()
+    return org
+
+
+def end_organisation_comp(actor: Account, org_id: int) -> Organisation:
+    org, reason = _billing_action(lambda session: org_billing.end_comp(session, org_id))
+    _audit(actor, "organisation_comp_end", None, org, previous_reason=reason)
+    get_session().commit()
+    return org
+
+
+def remove_organisation_seat(actor: Account, org_id: int, seat_id: int) -> Account:
+    """Staff take a seat back, as its organisation's admin could: the reader keeps any other
+    source of entitlement, and DAWNS follows NEWSLETTER_ON_LAPSE when none is left."""
+    session = get_session()
+    org = _organisation(org_id)
+    seat = session.get(Seat, seat_id)
+    if seat is None or seat.organisation_id != org.id or seat.status == REMOVED:
+        raise ActionError("No such seat in this organisation.")
+    reader = session.get(Account, seat.account_id)
+    was = seat.status
+    remove_seat(session, seat)
+    _audit(actor, "organisation_seat_remove", reader, org, seat_id=seat.id, reader=reader.email, was=was)
+    session.commit()
+    return reader
+
+
+@dataclass(frozen=True)
+class SeatRow:
+    seat: Seat
+    email: str
+    name: str
+
+
+_SEAT_ORDER = {"active": 0, "suspended": 1, REMOVED: 2}
+
+
+def organisation_seats(org: Organisation) -> list[SeatRow]:
+    """Its seats, live ones first, each oldest first (the order seats are kept in)."""
+    rows = get_session().execute(select(Seat, Account.email, Account.name).join(Account, Account.id == Seat.account_id)
+                                 .where(Seat.organisation_id == org.id).order_by(Seat.taken_at, Seat.id)).all()
+    found = [SeatRow(seat, email, name) for seat, email, name in rows]
+    found.sort(key=lambda r: _SEAT_ORDER.get(r.seat.status, 3))
+    return found
+
+
+def organisation_seat_count(org: Organisation) -> SeatCount:
+    return seat_count(get_session(), org)
+
+
+def organisation_subscriptions(org: Organisation) -> list[StripeSubscription]:
+    return list(get_session().scalars(select(StripeSubscription).where(StripeSubscription.organisation_id == org.id)
+                                      .order_by(StripeSubscription.id.desc())))
+
+
+def organisation_timeline(org: Organisation, limit: int = 200) -> list[TimelineEntry]:
+    """What staff, its admin, its readers and Stripe did to the organisation, newest first."""
+    session = get_session()
+    entries: list[TimelineEntry] = []
+    if org.stripe_customer_id:
+        for e in session.scalars(select(StripeEvent).where(StripeEvent.customer_stripe_id == org.stripe_customer_id)
+                                 .order_by(StripeEvent.stripe_created_at.desc()).limit(limit)):
+            entries.append(TimelineEntry(e.stripe_created_at, "stripe", e.type,
+                                         f"{e.stripe_id} · {e.outcome}" + (f" · {e.note}" if e.note else "")))
+    for a in session.scalars(select(AuditLog).where(AuditLog.target_organisation_id == org.id)
+                             .order_by(AuditLog.created_at.desc()).limit(limit)):
+        if a.actor_id is None:
+            kind = "system"
+        elif a.actor_id == org.admin_account_id:
+            kind = "admin"
+        else:
+            kind = "staff" if a.actor_id != a.target_account_id else "reader"
+        details = "; ".join(f"{k.replace('_', ' ')}: {_plain(v)}" for k, v in (a.details or {}).items())
+        entries.append(TimelineEntry(a.created_at, kind, a.action.replace("_", " "),
+                                     f"by {a.actor_email or 'system'}" + (f" · {details}" if details else "")))
+    entries.sort(key=lambda t: t.at, reverse=True)
+    return entries[:limit]

@@ -30,7 +30,9 @@ from ..support.stripe_objects import checkout_session, subscription
 from ..support.stripe_standin import Reply, SubscriptionTruth
 from ..support.web import csrf, csrf_from, login, logout, post_form
 
-NOW = int(time.time())
+
+def now() -> int:
+    return int(time.time())
 
 
 @pytest.fixture
@@ -98,13 +100,13 @@ def test_self_serve_checkout_carries_quantity_and_the_organisation_level_then_th
 
     # The buyer raised the quantity to 6 on Checkout's page; Stripe completes and sends its events.
     sub = org_subscription(id="sub_org_1", customer="cus_org_1", quantity=6)
-    SubscriptionTruth(stripe_api).set(sub, as_of=NOW)
+    SubscriptionTruth(stripe_api).set(sub, as_of=now())
     completed = checkout_session(id="cs_org_1", member_id=buyer, email="buyer@relief.example",
                                  customer="cus_org_1", subscription="sub_org_1")
-    assert post_event(client, event("checkout.session.completed", completed, created=NOW - 5)).status_code == 200
+    assert post_event(client, event("checkout.session.completed", completed, created=now() - 5)).status_code == 200
     invoice = {"id": "in_org_1", "object": "invoice", "customer": "cus_org_1", "status": "paid",
                "parent": {"type": "subscription_details", "subscription_details": {"subscription": "sub_org_1"}}}
-    assert post_event(client, event("invoice.paid", invoice, created=NOW - 4)).status_code == 200
+    assert post_event(client, event("invoice.paid", invoice, created=now() - 4)).status_code == 200
     o = org(app, org_id)
     assert (o.status, o.seats, o.stripe_customer_id, o.stripe_subscription_id) == (
         MembershipStatus.ACTIVE, 6, "cus_org_1", "sub_org_1")
@@ -288,7 +290,7 @@ def test_a_reader_with_their_own_membership_keeps_it_when_the_seat_goes(app, cli
     org_id, _ = active_org(app, client, admin_id=admin, seats=3)
     reader = make_account(app, email="payer@relief.example", customer="cus_PAYER")
     post_event(client, event("customer.subscription.created",
-                             subscription(id="sub_PAYER", customer="cus_PAYER", member_id=reader), created=NOW - 20))
+                             subscription(id="sub_PAYER", customer="cus_PAYER", member_id=reader), created=now() - 20))
     give_seat(app, org_id, reader)
     m = member(app, reader)
     assert m.status == MembershipStatus.ACTIVE and m.organisation_id is None  # their own comes first
@@ -309,7 +311,7 @@ def test_quantity_lowered_in_stripe_suspends_only_the_newest_seats(app, client, 
     for r in readers:
         give_seat(app, org_id, r)
     lowered = {**sub, "items": {**sub["items"], "data": [{**sub["items"]["data"][0], "quantity": 3}]}}
-    apply_org_subscription(client, lowered, "updated", created=NOW)
+    apply_org_subscription(client, lowered, "updated", created=now())
     assert seats(app, org_id) == {"s0@relief.example": "active", "s1@relief.example": "active",
                                   "s2@relief.example": "active", "s3@relief.example": "suspended",
                                   "s4@relief.example": "suspended"}
@@ -321,7 +323,7 @@ def test_quantity_lowered_in_stripe_suspends_only_the_newest_seats(app, client, 
     assert "2 of the most recently taken seats are suspended" in client.get(
         "/organisations/relief-network").get_data(as_text=True)
     # Raised again: they come back.
-    apply_org_subscription(client, sub, "updated", created=NOW + 1)
+    apply_org_subscription(client, sub, "updated", created=now() + 1)
     assert set(seats(app, org_id).values()) == {"active"}
     assert all(entitled(app, r) for r in readers)
 
@@ -339,7 +341,7 @@ def test_the_organisations_subscription_ends_and_every_seat_only_reader_loses_ac
     assert runner.invoke(args=["newsletter", "sync"]).exit_code == 0
     assert all(mailchimp.members[k].status == "subscribed" for k in mailchimp.members) and len(mailchimp.members) == 3
     mailchimp.fail_next(6, 503)  # Mailchimp is down when the organisation's subscription ends
-    apply_org_subscription(client, {**sub, "status": "canceled", "ended_at": NOW}, "deleted", created=NOW + 5)
+    apply_org_subscription(client, {**sub, "status": "canceled", "ended_at": now()}, "deleted", created=now() + 5)
     assert org(app, org_id).status == MembershipStatus.CANCELED
     assert not any(entitled(app, r) for r in readers)
     for _ in range(3):
@@ -359,15 +361,15 @@ def test_past_due_beyond_grace_stops_the_seats_at_the_moment_of_the_read(app, cl
     org_id, sub = active_org(app, client, admin_id=None, seats=3)
     reader = make_account(app, email="g@relief.example")
     give_seat(app, org_id, reader)
-    start = NOW - 40 * 86400  # the unpaid period began 40 days ago: beyond the grace
+    start = now() - 40 * 86400  # the unpaid period began 40 days ago: beyond the grace
     late = org_subscription(id=sub["id"], customer=sub["customer"], quantity=3, status="past_due",
                             period_start=start)
-    apply_org_subscription(client, late, "updated", created=NOW)
+    apply_org_subscription(client, late, "updated", created=now())
     assert org(app, org_id).status == MembershipStatus.PAST_DUE
     assert not entitled(app, reader)
     recent = org_subscription(id=sub["id"], customer=sub["customer"], quantity=3, status="past_due",
-                              period_start=NOW - 86400)
-    apply_org_subscription(client, recent, "updated", created=NOW + 1)
+                              period_start=now() - 86400)
+    apply_org_subscription(client, recent, "updated", created=now() + 1)
     m = member(app, reader)
     assert m.status == MembershipStatus.ORGANISATION and entitled(app, reader)
     assert m.paid_through is not None  # until the paid time plus the grace
