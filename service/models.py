@@ -86,7 +86,8 @@ class Membership(Base):
     # The paywall reads status and paid_through by account: answered from the index alone.
     __table_args__ = (
         Index("ix_memberships_paywall", "account_id",
-              postgresql_include=["status", "paid_through", "level_name", "comped_at", "comped_until"]),
+              postgresql_include=["status", "paid_through", "level_name", "comped_at", "comped_until",
+                                  "organisation_id"]),
         # The staff list: join date then id, all members or one state at a time; the ids of a
         # page (even page 2,000) come from these indexes alone (see membership/directory.py).
         Index("ix_memberships_joined", "created_at", "account_id"),

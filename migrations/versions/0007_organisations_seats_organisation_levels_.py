@@ -91,6 +91,10 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('has_seat', sa.Boolean(), server_default='0', nullable=False))
         batch_op.create_index(batch_op.f('ix_memberships_organisation_id'), ['organisation_id'], unique=False)
         batch_op.create_foreign_key(batch_op.f('fk_memberships_organisation_id_organisations'), 'organisations', ['organisation_id'], ['id'], ondelete='SET NULL')
+        # The paywall's one statement also reads the seat's organisation: still index-only.
+        batch_op.drop_index('ix_memberships_paywall', postgresql_include=['status', 'paid_through', 'level_name', 'comped_at', 'comped_until'])
+        batch_op.create_index('ix_memberships_paywall', ['account_id'], unique=False,
+                              postgresql_include=['status', 'paid_through', 'level_name', 'comped_at', 'comped_until', 'organisation_id'])
 
     with op.batch_alter_table('stripe_customers', schema=None) as batch_op:
         batch_op.add_column(sa.Column('organisation_id', sa.Integer(), nullable=True))
@@ -136,6 +140,8 @@ def downgrade() -> None:
         batch_op.drop_column('organisation_id')
 
     with op.batch_alter_table('memberships', schema=None) as batch_op:
+        batch_op.drop_index('ix_memberships_paywall', postgresql_include=['status', 'paid_through', 'level_name', 'comped_at', 'comped_until', 'organisation_id'])
+        batch_op.create_index('ix_memberships_paywall', ['account_id'], unique=False, postgresql_include=['status', 'paid_through', 'level_name', 'comped_at', 'comped_until'])
         batch_op.drop_constraint(batch_op.f('fk_memberships_organisation_id_organisations'), type_='foreignkey')
         batch_op.drop_index(batch_op.f('ix_memberships_organisation_id'))
         batch_op.drop_column('has_seat')

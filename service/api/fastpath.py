@@ -20,8 +20,9 @@ from marshmallow import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..db import utcnow
-from ..domain.membership import entitled
+from ..domain.membership import standing
 from ..errors import error_body
+from ..membership.directory import organisation_ref
 from ..security import HSTS, SECURITY_HEADERS
 from . import auth
 from .schemas import EntitlementQuerySchema, EntitlementSchema
@@ -94,9 +95,11 @@ class EntitlementFastPath:
         if member is None:
             return 404, error_body("not_found", "No member with that email or id."), []
         # Entitled at this moment (SPEC "Membership states"): grace and comp ends need no job.
+        live, via = standing(member.status, member.paid_through, utcnow(), self.grace, member.comp)
         return 200, _answer.dump({
-            "entitled": entitled(member.status, member.paid_through, utcnow(), self.grace, member.comp),
-            "status": member.status.value, "paid_through": member.paid_through, "level": member.level}), []
+            "entitled": live, "status": member.status.value, "paid_through": member.paid_through,
+            "level": member.level, "via": via.value if via else None,
+            "organisation": organisation_ref(via, member.organisation_name, member.organisation_slug)}), []
 
 
 def _denied(denied: auth.Denied) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:

@@ -1,5 +1,6 @@
-"""The paywall's one statement: the bearer token's row and the member's membership, read
-together on an autocommit connection, straight on the driver (see fastpath.py)."""
+"""The paywall's one statement: the bearer token's row and the member's membership (with the
+name and slug of the organisation whose seat entitles them), read together on an autocommit
+connection, straight on the driver (see fastpath.py)."""
 from __future__ import annotations
 
 import threading
@@ -12,7 +13,7 @@ from sqlalchemy.exc import DBAPIError
 
 from ..accounts import api_tokens
 from ..domain.membership import Comp, MembershipStatus
-from ..models import Account, ApiToken, Membership
+from ..models import Account, ApiToken, Membership, Organisation
 from . import auth
 
 
@@ -22,12 +23,18 @@ class MemberRow:
     paid_through: datetime | None
     level: str | None
     comp: Comp
+    organisation_name: str | None = None
+    organisation_slug: str | None = None
 
 
 def _member_statement(by_id: bool):
+    # The organisation is joined in the same statement (an outer join on its primary key):
+    # the answer still costs one round trip.
     member = (select(Membership.status, Membership.paid_through, Membership.level_name, Membership.comped_at,
-                     Membership.comped_until)
-              .join(Account, Account.id == Membership.account_id))
+                     Membership.comped_until, Organisation.name.label("organisation_name"),
+                     Organisation.slug.label("organisation_slug"))
+              .join(Account, Account.id == Membership.account_id)
+              .outerjoin(Organisation, Organisation.id == Membership.organisation_id))
     return member.where(Account.id == bindparam("member_id") if by_id else Account.email == bindparam("email"))
 
 
@@ -36,7 +43,7 @@ def _lookup_statement(by_id: bool):
     member = _member_statement(by_id).subquery()
     return (select(ApiToken.id, ApiToken.token_hash, ApiToken.revoked_at, ApiToken.scopes,
                    member.c.status, member.c.paid_through, member.c.level_name, member.c.comped_at,
-                   member.c.comped_until)
+                   member.c.comped_until, member.c.organisation_name, member.c.organisation_slug)
             .outerjoin(member, true())
             .where(ApiToken.token_hash == bindparam("digest")))
 
@@ -72,9 +79,9 @@ def entitlement_lookup(engines: tuple, digest: str, *, email: str | None, member
         api_tokens.note_use(verdict.token_id, write_engine)
     if member is None or member[0] is None:
         return verdict, None
-    status, paid_through, level, comped_at, comped_until = member
+    status, paid_through, level, comped_at, comped_until, org_name, org_slug = member
     return verdict, MemberRow(MembershipStatus(status), _as_utc(paid_through), level,
-                              Comp(granted=comped_at is not None, until=_as_utc(comped_until)))
+                              Comp(granted=comped_at is not None, until=_as_utc(comped_until)), org_name, org_slug)
 
 
 _thread = threading.local()

@@ -14,6 +14,10 @@ from .schemas import (
     MemberListSchema,
     MemberQuerySchema,
     MemberSchema,
+    OrganisationDetailSchema,
+    OrganisationListSchema,
+    OrganisationQuerySchema,
+    OrganisationSchema,
 )
 
 
@@ -53,12 +57,15 @@ def document() -> dict[str, Any]:
         version="1.0.0",
         openapi_version="3.0.3",
         plugins=[MarshmallowPlugin()],
-        info={"description": "Members and the paywall's entitlement answer. Times are ISO 8601 UTC."},
+        info={"description": "Members, organisations and the paywall's entitlement answer. "
+                             "Times are ISO 8601 UTC."},
         servers=[{"url": "/"}],
     )
     spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
     for name, schema in (("Member", MemberSchema), ("MemberList", MemberListSchema),
-                         ("Entitlement", EntitlementSchema), ("Error", ErrorSchema)):
+                         ("Entitlement", EntitlementSchema), ("Organisation", OrganisationSchema),
+                         ("OrganisationDetail", OrganisationDetailSchema), ("OrganisationList", OrganisationListSchema),
+                         ("Error", ErrorSchema)):
         spec.components.schema(name, schema=schema)
     security = [{"bearer": []}]
     spec.path(path="/api/v1/members", operations={"get": {
@@ -82,4 +89,22 @@ def document() -> dict[str, Any]:
         "parameters": [_lookup_parameter()],
         "responses": {"200": {"description": "The answer", "content": {"application/json": {"schema": "Entitlement"}}},
                       **_errors(400, 401, 403, 404, 422, 503)}}})
+    spec.path(path="/api/v1/organisations", operations={"get": {
+        "operationId": "listOrganisations", "security": security,
+        "summary": "Organisations that buy seats, paginated (scope organisations:read)",
+        "parameters": [{"in": "query", "schema": OrganisationQuerySchema}],
+        "responses": {"200": {"description": "A page of organisations",
+                              "content": {"application/json": {"schema": "OrganisationList"}},
+                              "links": {"GetOrganisation": {
+                                  "operationId": "getOrganisation",
+                                  "parameters": {"organisation_id": "$response.body#/organisations/0/id"}}}},
+                      **_errors(400, 401, 403, 422, 429, 503)}}})
+    spec.path(path="/api/v1/organisations/{organisation_id}", operations={"get": {
+        "operationId": "getOrganisation", "security": security,
+        "summary": "One organisation, with its seat holders (scope organisations:read)",
+        "parameters": [{"in": "path", "name": "organisation_id", "required": True,
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}}],
+        "responses": {"200": {"description": "The organisation",
+                              "content": {"application/json": {"schema": "OrganisationDetail"}}},
+                      **_errors(400, 401, 403, 404, 429, 503)}}})
     return spec.to_dict()

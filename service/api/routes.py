@@ -1,4 +1,4 @@
-"""/api/v1: members. Bearer tokens; JSON errors only.
+"""/api/v1: members and organisations. Bearer tokens; JSON errors only.
 
 The paywall's entitlement answer (GET /api/v1/entitlements) is served by `fastpath.py`, in
 front of Flask: it is asked on every premium page and must cost little more than a bare route.
@@ -21,6 +21,9 @@ from .schemas import (
     MemberListSchema,
     MemberQuerySchema,
     MemberSchema,
+    OrganisationDetailSchema,
+    OrganisationListSchema,
+    OrganisationQuerySchema,
 )
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -31,6 +34,9 @@ MAX_ID = 2**31 - 1
 _member = MemberSchema()
 _member_list = MemberListSchema()
 _member_query = MemberQuerySchema()
+_organisation = OrganisationDetailSchema()
+_organisation_list = OrganisationListSchema()
+_organisation_query = OrganisationQuerySchema()
 
 
 def require_scope(scope: str):
@@ -102,6 +108,29 @@ def get_member(member_id: int):
     if member is None:
         return json_error(404, f"No member with id {member_id}.")
     return _member.dump(member)
+
+
+@bp.get("/organisations")
+@require_scope(auth.ORGANISATIONS_READ)
+@_api_limit()
+def list_organisations():
+    args, error = _load(_organisation_query, request.args.to_dict())
+    if error:
+        return error
+    result = directory.list_organisations(get_session(), page=args["page"], per_page=args["per_page"])
+    return _organisation_list.dump({"organisations": result.rows, "page": result.page,
+                                    "per_page": result.per_page, "total": result.total})
+
+
+@bp.get("/organisations/<int:organisation_id>")
+@require_scope(auth.ORGANISATIONS_READ)
+@_api_limit()
+def get_organisation(organisation_id: int):
+    org = (directory.get_organisation(get_session(), organisation_id)
+           if 0 < organisation_id <= MAX_ID else None)
+    if org is None:
+        return json_error(404, f"No organisation with id {organisation_id}.")
+    return _organisation.dump(org)
 
 
 @bp.get("/openapi.json")

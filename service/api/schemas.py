@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from ..domain.membership import MembershipStatus
+from ..domain.membership import MembershipStatus, Via
 from ..membership.directory import CURSOR_PATTERN
 
 STATUSES = [s.value for s in MembershipStatus]
+VIAS = [v.value for v in Via]
 
 # Text parameters never contain control characters (PostgreSQL text cannot hold NUL at all);
 # the pattern is published in the OpenAPI document too.
@@ -25,12 +26,30 @@ class LevelSchema(Schema):
     interval = fields.String(required=True, validate=validate.OneOf(["month", "year"]))
 
 
+class OrganisationRefSchema(Schema):
+    name = fields.String(required=True)
+    slug = fields.String(required=True)
+
+
+def _via() -> fields.Field:
+    return fields.String(allow_none=True, required=True, validate=validate.OneOf(VIAS), metadata={
+        "description": "What entitles the member now: their own membership, a staff comp or an organisation's "
+                       "seat; null when not entitled"})
+
+
+def _organisation_ref() -> fields.Field:
+    return fields.Nested(OrganisationRefSchema, allow_none=True, required=True, metadata={
+        "description": "The organisation whose seat entitles the member (when `via` is `organisation`), else null"})
+
+
 class MemberSchema(Schema):
     id = fields.Integer(required=True)
     email = fields.Email(required=True)
     name = fields.String(required=True)
     status = fields.String(required=True, validate=validate.OneOf(STATUSES))
     entitled = fields.Boolean(required=True)
+    via = _via()
+    organisation = _organisation_ref()
     paid_through = fields.AwareDateTime(allow_none=True, required=True, format="iso")
     cancel_at_period_end = fields.Boolean(required=True)
     stripe_customer_id = fields.String(allow_none=True, required=True)
@@ -77,6 +96,53 @@ class EntitlementSchema(Schema):
     status = fields.String(required=True, validate=validate.OneOf(STATUSES))
     paid_through = fields.AwareDateTime(allow_none=True, required=True, format="iso")
     level = fields.String(allow_none=True, required=True, metadata={"description": "The level's name, or null"})
+    via = _via()
+    organisation = _organisation_ref()
+
+
+class SeatCountSchema(Schema):
+    used = fields.Integer(required=True, metadata={"description": "Active seats"})
+    total = fields.Integer(required=True, metadata={"description": "Seats bought (the subscription's quantity)"})
+    suspended = fields.Integer(required=True, metadata={
+        "description": "Seats suspended because the quantity went below the seats in use"})
+
+
+class OrganisationSchema(Schema):
+    id = fields.Integer(required=True)
+    name = fields.String(required=True)
+    slug = fields.String(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(STATUSES), metadata={
+        "description": "The organisation's billing state, derived from its subscription like a member's"})
+    seats = fields.Nested(SeatCountSchema, required=True)
+    domains = fields.List(fields.String(), required=True, metadata={
+        "description": "Email domains whose readers may claim a seat"})
+    billing = fields.String(required=True, validate=validate.OneOf(["checkout", "invoice"]))
+    paid_through = fields.AwareDateTime(allow_none=True, required=True, format="iso")
+    created_at = fields.AwareDateTime(required=True, format="iso")
+
+
+class SeatHolderSchema(Schema):
+    member_id = fields.Integer(required=True)
+    email = fields.Email(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(["active", "suspended"]))
+    taken_at = fields.AwareDateTime(required=True, format="iso")
+
+
+class OrganisationDetailSchema(OrganisationSchema):
+    seat_holders = fields.List(fields.Nested(SeatHolderSchema), required=True, metadata={
+        "description": "Readers holding a seat (active or suspended), oldest seat first"})
+
+
+class OrganisationListSchema(Schema):
+    organisations = fields.List(fields.Nested(OrganisationSchema), required=True)
+    page = fields.Integer(required=True)
+    per_page = fields.Integer(required=True)
+    total = fields.Integer(required=True)
+
+
+class OrganisationQuerySchema(Schema):
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=1_000_000))
+    per_page = fields.Integer(load_default=50, validate=validate.Range(min=1, max=100))
 
 
 class ErrorBodySchema(Schema):

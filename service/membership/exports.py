@@ -22,8 +22,8 @@ from sqlalchemy import Select, String, case, cast, func, literal, select, update
 from sqlalchemy.orm import Session
 
 from ..db import utcnow
-from ..domain.membership import MembershipStatus
-from ..models import Account, AuditLog, ExportJob, Membership
+from ..domain.membership import MembershipStatus, Via
+from ..models import Account, AuditLog, ExportJob, Membership, Organisation
 from . import directory
 from .service import grace, wake_worker
 
@@ -31,7 +31,7 @@ log = logging.getLogger("service.exports")
 
 COLUMNS = ["id", "email", "name", "status", "entitled", "paid_through", "cancel_at_period_end",
            "level", "level_amount", "level_currency", "level_interval", "stripe_customer_id",
-           "newsletter_status", "created_at"]
+           "newsletter_status", "created_at", "via", "organisation"]
 FORMULA_STARTS = ["=", "+", "-", "@", "\t", "\r"]
 LEASE_SECONDS = 60
 PROGRESS_EVERY = 1.0  # seconds between progress writes
@@ -77,16 +77,21 @@ def _iso(session: Session, column):
 
 
 def export_select(session: Session, f: directory.MemberFilter) -> Select:
-    entitled = directory.entitled_clause(utcnow(), grace())
+    now = utcnow()
+    entitled = directory.entitled_clause(now, grace())
+    # What entitles the member, and for a seat the organisation's name (as the member JSON).
+    via = directory.via_clause(now, grace())
     stmt = directory._filtered(f, [
         Account.id, _safe(Account.email), _safe(Account.name), cast(Membership.status, String),
         case((entitled, "yes"), else_="no"), _iso(session, Membership.paid_through),
         case((Membership.cancel_at_period_end.is_(True), "yes"), else_="no"), _safe(Membership.level_name),
         Membership.level_amount, Membership.level_currency, Membership.level_interval,
         _safe(Membership.stripe_customer_id), _safe(Membership.newsletter_status), _iso(session, Account.created_at),
+        func.coalesce(via, ""), case((via == Via.ORGANISATION.value, _safe(Organisation.name)), else_=""),
     ])
     if not (f.q or f.email):
         stmt = stmt.join(Account, Account.id == Membership.account_id)
+    stmt = stmt.outerjoin(Organisation, Organisation.id == Membership.organisation_id)
     return directory._ordered(f, stmt.where(Account.role == "member"))
 
 

@@ -9,7 +9,7 @@ from flask_login import current_user
 
 from ..db import utcnow
 from ..errors import json_error
-from ..membership.service import is_entitled
+from ..membership.directory import member_standing, organisation_ref
 from .keys import ALG, KeySet
 
 bp = Blueprint("paywall", __name__)
@@ -29,13 +29,18 @@ def token():
     now = utcnow().replace(microsecond=0)
     expires = now + timedelta(seconds=current_app.config["PAYWALL_TOKEN_TTL"])
     status = membership.status.value if membership else "none"
+    entitled, via = member_standing(membership)
+    organisation = membership.organisation if membership and via else None
     claims = {
         "iss": current_app.config["PUBLIC_BASE_URL"],
         "aud": AUDIENCE,
         "sub": str(current_user.id),
         "status": status,
-        "entitled": is_entitled(membership),
+        "entitled": entitled,
         "level": membership.level_name if membership else None,
+        # The same source as the entitlement answer: "membership" | "organisation" | "comp" | null.
+        "via": via.value if via else None,
+        "organisation": organisation_ref(via, organisation.name, organisation.slug) if organisation else None,
         "iat": int(now.timestamp()),
         "exp": int(expires.timestamp()),
     }

@@ -36,18 +36,20 @@ def test_entitlement_by_email_and_by_member_id(app, api, stripe_api):
     by_email = api("/api/v1/entitlements?email=READER@example.org")
     by_id = api(f"/api/v1/entitlements?member_id={member}")
     expected = {"entitled": True, "status": "active", "level": "Member",
-                "paid_through": datetime.fromtimestamp(end, tz=timezone.utc).isoformat()}
+                "paid_through": datetime.fromtimestamp(end, tz=timezone.utc).isoformat(),
+                "via": "membership", "organisation": None}
     assert by_email.status_code == 200 and by_email.json == expected
     assert by_id.json == expected
     assert stripe_api.requests == []  # answered from the database alone
 
 
-@pytest.mark.parametrize("status, entitled", [(S.PENDING, False), (S.PAST_DUE, True), (S.COMPED, True),
-                                              (S.LAPSED, False), (S.PAUSED, False), (S.CANCELED, False)])
-def test_entitlement_follows_the_state(app, api, status, entitled):
+@pytest.mark.parametrize("status, via", [(S.PENDING, None), (S.PAST_DUE, "membership"), (S.COMPED, "comp"),
+                                         (S.LAPSED, None), (S.PAUSED, None), (S.CANCELED, None)])
+def test_entitlement_follows_the_state(app, api, status, via):
     member = make_account(app, status=status)
     assert api(f"/api/v1/entitlements?member_id={member}").json == {
-        "entitled": entitled, "status": status.value, "paid_through": None, "level": None}
+        "entitled": via is not None, "status": status.value, "paid_through": None, "level": None, "via": via,
+        "organisation": None}
 
 
 @pytest.mark.parametrize("query, status, code", [
@@ -67,8 +69,8 @@ def test_member_by_id_has_the_contract_fields(app, api):
     member = make_account(app, email="m@example.org", name="Mo Member")
     body = api(f"/api/v1/members/{member}").json
     assert set(body) == {"id", "email", "name", "status", "entitled", "paid_through", "cancel_at_period_end",
-                         "stripe_customer_id", "newsletter", "level", "created_at"}
-    assert body["level"] is None
+                         "stripe_customer_id", "newsletter", "level", "via", "organisation", "created_at"}
+    assert body["level"] is None and body["via"] is None and body["organisation"] is None
     assert body["newsletter"] == {"status": "not_subscribed", "synced_at": None}
     assert body["created_at"].endswith("+00:00")
     assert api("/api/v1/members/999999").status_code == 404

@@ -41,9 +41,12 @@ def gunicorn(app, database_url):
 
 
 def test_schemathesis_run_with_every_check_finds_nothing(app, gunicorn):
+    from .organisation_rows import make_organisation
+
     for i, status in enumerate(S):
         make_account(app, email=f"s{i}@example.org", name=f"Schema {i}", status=status)
-    token = api_token(app, name="schemathesis")
+    make_organisation(app, seats=[make_account(app, email="seat@example.org")])
+    token = api_token(app, name="schemathesis", scopes=("entitlements:read", "members:read", "organisations:read"))
     result = subprocess.run(
         [str(BIN / "st"), "run", f"{gunicorn}/api/v1/openapi.json", "--checks", "all", "--max-examples", "200",
          "--header", f"Authorization: Bearer {token}", "--seed", "1", "--no-color"],
@@ -52,4 +55,4 @@ def test_schemathesis_run_with_every_check_finds_nothing(app, gunicorn):
     report = (result.stdout[failures:failures + 3000] + "\n...\n" if failures >= 0 else "") + result.stdout[-2500:]
     print(report)  # what it checked, in the CI log
     assert result.returncode == 0, report
-    assert "Selected: 3/3" in result.stdout and "Tested: 3" in result.stdout
+    assert "Selected: 5/5" in result.stdout and "Tested: 5" in result.stdout

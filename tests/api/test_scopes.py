@@ -202,3 +202,60 @@ def test_an_invalid_token_is_named_so_in_the_challenge(app):
     assert resp.headers["WWW-Authenticate"] == 'Bearer realm="dawns-membership", error="invalid_token"'
     missing = app.test_client().get("/api/v1/members")
     assert missing.headers["WWW-Authenticate"] == 'Bearer realm="dawns-membership"'
+
+
+# --- organisations:read (SPEC "Organisations"): every API route against every set of scopes ----
+
+SCOPE_SETS = {
+    "entitlements": ("entitlements:read",),
+    "members": ("members:read",),
+    "organisations": ("organisations:read",),
+    "metrics": ("metrics:read",),
+    "members+organisations": ("members:read", "organisations:read"),
+    "all": ("entitlements:read", "members:read", "organisations:read", "metrics:read"),
+}
+API_ROUTES = {
+    "/api/v1/members": "members:read",
+    "/api/v1/members/{member}": "members:read",
+    "/api/v1/entitlements?member_id={member}": "entitlements:read",
+    "/api/v1/organisations": "organisations:read",
+    "/api/v1/organisations/{organisation}": "organisations:read",
+}
+
+
+@pytest.mark.parametrize("scopes", SCOPE_SETS)
+def test_every_api_route_against_every_scope_set(app, scopes):
+    from .organisation_rows import make_organisation
+
+    member = make_account(app, email="subject@unicef.org")
+    organisation = make_organisation(app, seats=[member])
+    token = api_token(app, scopes=SCOPE_SETS[scopes])
+    client = app.test_client()
+    for path, needed in API_ROUTES.items():
+        resp = _get(client, path.format(member=member, organisation=organisation), token)
+        if needed in SCOPE_SETS[scopes]:
+            assert resp.status_code == 200, (path, resp.get_data(as_text=True))
+        else:
+            assert resp.status_code == 403, path
+            assert resp.json["error"]["code"] == "insufficient_scope"
+            assert resp.headers["WWW-Authenticate"].endswith(f'scope="{needed}"')
+
+
+def test_cli_and_admin_page_offer_the_organisations_read_scope(app, runner):
+    from .organisation_rows import make_organisation
+
+    organisation = make_organisation(app)
+    made = runner.invoke(args=["tokens", "create", "crm-orgs", "--scope", "organisations:read"])
+    assert made.exit_code == 0, made.output
+    client = app.test_client()
+    assert _get(client, f"/api/v1/organisations/{organisation}", made.stdout.strip()).status_code == 200
+    assert "organisations:read" in runner.invoke(args=["tokens", "create", "--help"]).output
+    admin = client_as(app, "admin")
+    page = admin.get("/staff/admin").get_data(as_text=True)
+    assert 'name="tok-scopes" type="checkbox" value="organisations:read"' in page
+    created = admin.post("/staff/admin/tokens", data={
+        "csrf_token": csrf_from(page), "tok-name": "org-report", "tok-scopes": ["organisations:read"],
+        "tok-confirm": "y"})
+    token = created.get_data(as_text=True).split('<code class="token">')[1].split("</code>")[0]
+    assert _get(client, "/api/v1/organisations", token).status_code == 200
+    assert _get(client, "/api/v1/members", token).status_code == 403
