@@ -166,6 +166,45 @@ def localstripe(tmp_path):
     ls.stop()
 
 
+def _demo(make_app, localstripe, port: int | None = None, **config):
+    """The embedded default end to end: demo pages, localstripe, real signed webhooks, the app
+    served by a real server with the worker beside it."""
+    import secrets as _secrets
+
+    from service.demo.localstripe import register_localstripe_webhook, seed_demo_catalogue
+
+    from .support.server import LiveServer, free_port
+
+    port = port or free_port()
+    settings = localstripe.provision("http://127.0.0.1:9/unused")
+    secret = "whsec_" + _secrets.token_hex(16)
+    app = make_app(STRIPE_SECRET_KEY=settings["STRIPE_SECRET_KEY"], STRIPE_API_BASE=settings["STRIPE_API_BASE"],
+                   STRIPE_PRICE_ID=settings["STRIPE_PRICE_ID"], STRIPE_PRODUCT_ID=settings["STRIPE_PRODUCT_ID"],
+                   STRIPE_WEBHOOK_SECRET=secret, DEMO_CHECKOUT=True, STRIPE_API_VERSION="2017-08-15", **config)
+    seed_demo_catalogue(app)  # what `make run` offers
+    server = LiveServer(app, worker=True, port=port)
+    register_localstripe_webhook(localstripe.url, f"{server.url}/stripe/webhook", secret, name="tests")
+    return app, server
+
+
+@pytest.fixture
+def live_demo(make_app, localstripe):
+    app, server = _demo(make_app, localstripe)
+    yield app
+    server.stop()
+
+
+@pytest.fixture
+def served_demo(make_app, localstripe):
+    """The same, with PUBLIC_BASE_URL on the server's own address (a browser follows redirects)."""
+    from .support.server import free_port
+
+    port = free_port()
+    app, server = _demo(make_app, localstripe, port=port, PUBLIC_BASE_URL=f"http://127.0.0.1:{port}")
+    yield app, server
+    server.stop()
+
+
 @pytest.fixture
 def mailchimp():
     from .support.mailchimp_standin import MailchimpStandIn

@@ -87,29 +87,6 @@ def test_demo_pages_do_not_exist_with_real_stripe_keys(client):
     assert client.get("/demo/checkout/cs_demo_x").status_code == 404
 
 
-@pytest.fixture
-def live_demo(make_app, localstripe):
-    """The embedded default end to end: demo pages, localstripe, real signed webhooks."""
-    import secrets as _secrets
-
-    from service.demo.localstripe import register_localstripe_webhook
-
-    from ..support.server import LiveServer
-
-    settings = localstripe.provision("http://127.0.0.1:9/unused")
-    secret = "whsec_" + _secrets.token_hex(16)
-    app = make_app(STRIPE_SECRET_KEY=settings["STRIPE_SECRET_KEY"], STRIPE_API_BASE=settings["STRIPE_API_BASE"],
-                   STRIPE_PRICE_ID=settings["STRIPE_PRICE_ID"], STRIPE_PRODUCT_ID=settings["STRIPE_PRODUCT_ID"],
-                   STRIPE_WEBHOOK_SECRET=secret, DEMO_CHECKOUT=True, STRIPE_API_VERSION="2017-08-15")
-    from service.demo.localstripe import seed_demo_catalogue
-
-    seed_demo_catalogue(app)
-    server = LiveServer(app, worker=True)
-    register_localstripe_webhook(localstripe.url, f"{server.url}/stripe/webhook", secret, name="tests")
-    yield app
-    server.stop()
-
-
 def _events_for(app, account_id):
     from service.models import StripeEvent
 
