@@ -93,6 +93,15 @@ def from_environment(env_file: bool = True) -> dict[str, Any]:
         "SMTP_PASSWORD": env.get("SMTP_PASSWORD", ""),
         "SMTP_STARTTLS": _bool(env.get("SMTP_STARTTLS"), True),
         "SMTP_TIMEOUT": float(env.get("SMTP_TIMEOUT", "10")),
+        # The mail outbox, delivered by the worker (retries with backoff, then `failed`).
+        "MAIL_LOG_PATH": env.get("MAIL_LOG_PATH") or str(INSTANCE_DIR / "mail-log.jsonl"),
+        "MAIL_MAX_ATTEMPTS": _int(env.get("MAIL_MAX_ATTEMPTS"), 10),
+        "MAIL_BACKOFF_BASE": float(env.get("MAIL_BACKOFF_BASE", "30")),
+        "MAIL_BACKOFF_MAX": float(env.get("MAIL_BACKOFF_MAX", "3600")),
+        "MAIL_LEASE_SECONDS": float(env.get("MAIL_LEASE_SECONDS", "120")),
+        # Also try each message right after its commit (after the response), in the web process;
+        # unset: only when TESTING. The worker delivers (and retries) either way.
+        "MAIL_DELIVER_INLINE": _bool(env["MAIL_DELIVER_INLINE"]) if env.get("MAIL_DELIVER_INLINE") else None,
         # Paywall entitlement tokens (ES256 JWT).
         "PAYWALL_JWT_PRIVATE_KEY": env.get("PAYWALL_JWT_PRIVATE_KEY", ""),
         "PAYWALL_JWT_KID": env.get("PAYWALL_JWT_KID", ""),

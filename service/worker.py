@@ -1,11 +1,12 @@
 """`flask --app wsgi worker [--once]`: the one worker, any number of copies.
 
-Each pass applies the Stripe events that are due, delivers the DAWNS Digest changes that are
-due, and runs the export jobs. Rows are claimed with leases (`FOR UPDATE SKIP LOCKED` on
-PostgreSQL), so copies share the work and a killed copy's claims are taken over. On PostgreSQL
-the worker sleeps on LISTEN/NOTIFY and wakes when a webhook or a change commits; otherwise it
-looks every WORKER_POLL_SECONDS. `--once` does everything that is due, then exits. An entry
-point like `wsgi.py`: it drives billing, newsletter and exports, so it sits above the layers.
+Each pass applies the Stripe events that are due, delivers the DAWNS Digest changes and the
+mail that are due, and runs the export jobs. Rows are claimed with leases (`FOR UPDATE SKIP
+LOCKED` on PostgreSQL), so copies share the work and a killed copy's claims are taken over. On
+PostgreSQL the worker sleeps on LISTEN/NOTIFY and wakes when a webhook or a change commits;
+otherwise it looks every WORKER_POLL_SECONDS. `--once` does everything that is due, then exits.
+An entry point like `wsgi.py`: it drives billing, newsletter and exports, so it sits above the
+layers.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from flask import Flask, current_app
 from flask.cli import with_appcontext
 from sqlalchemy.exc import SQLAlchemyError
 
+from . import mail as mail_outbox
 from .billing import queue as stripe_queue
 from .billing.runtime import get_gateway
 from .db import close_session, get_engine, get_session, queue_session
@@ -42,6 +44,7 @@ class PassReport:
     newsletter_delivered: int = 0
     newsletter_retried: int = 0
     newsletter_failed: int = 0
+    mail: mail_outbox.MailReport = field(default_factory=mail_outbox.MailReport)
     exports: int = 0
     recomputed: int = 0
     errors: list[str] = field(default_factory=list)
@@ -49,13 +52,14 @@ class PassReport:
     @property
     def did_something(self) -> bool:
         return bool(self.stripe.touched or self.newsletter_delivered or self.newsletter_retried
-                    or self.newsletter_failed or self.exports or self.recomputed)
+                    or self.newsletter_failed or self.mail.touched or self.exports or self.recomputed)
 
     def words(self) -> str:
         s = self.stripe
         return (f"stripe events: applied {s.applied}, retrying {s.retried}, failed {s.failed}; "
                 f"newsletter: delivered {self.newsletter_delivered}, retrying {self.newsletter_retried}, "
-                f"failed {self.newsletter_failed}; exports: {self.exports}")
+                f"failed {self.newsletter_failed}; mail: delivered {self.mail.delivered}, retrying "
+                f"{self.mail.retried}, failed {self.mail.failed}; exports: {self.exports}")
 
 
 def apply_stripe_events(batch: int, threads: int) -> stripe_queue.QueueReport:
@@ -116,6 +120,9 @@ def one_pass(batch: int = 100, threads: int = 1) -> PassReport:
         report.newsletter_delivered, report.newsletter_retried, report.newsletter_failed = (
             sent.delivered, sent.retried, sent.failed)
 
+    def outgoing_mail() -> None:
+        report.mail = mail_outbox.deliver_due(get_session(), batch=batch)
+
     def export_jobs() -> None:
         report.exports = exports.run_due(get_session())
 
@@ -129,6 +136,7 @@ def one_pass(batch: int = 100, threads: int = 1) -> PassReport:
     stage("stripe events", stripe_events)
     stage("ended entitlements", ended_entitlements)
     stage("newsletter", newsletter)
+    stage("mail", outgoing_mail)
     stage("exports", export_jobs)
     return report
 
@@ -239,5 +247,5 @@ def start_in_thread(app: Flask, stop: threading.Event) -> threading.Thread:
 @click.option("--threads", default=None, type=click.IntRange(1, 16),
               help="Threads applying Stripe events (default WORKER_THREADS, 2; SQLite: 1).")
 def worker(once: bool, batch: int, threads: int | None) -> None:
-    """Apply Stripe events, deliver DAWNS Digest changes and run exports (any number of copies)."""
+    """Apply Stripe events, deliver DAWNS Digest changes and mail, run exports (any number of copies)."""
     run(once=once, batch=batch, echo=click.echo, threads=threads or current_app.config["WORKER_THREADS"])

@@ -111,7 +111,8 @@ def make_app(database_url, stripe_api, tmp_path):
 
     def factory(**overrides):
         config = {**TEST_CONFIG, "DATABASE_URL": database_url, "STRIPE_API_BASE": stripe_api.url,
-                  "NEWSLETTER_LOG_PATH": str(tmp_path / "newsletter-log.jsonl"), **overrides}
+                  "NEWSLETTER_LOG_PATH": str(tmp_path / "newsletter-log.jsonl"),
+                  "MAIL_LOG_PATH": str(tmp_path / "mail-log.jsonl"), **overrides}
         app = create_app(config)
         apps.append(app)
         if (config["STRIPE_API_BASE"] == stripe_api.url and config["DATABASE_URL"] == database_url

@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..db import get_session, utcnow
-from ..mail import MailError, send_mail
+from ..mail import send_mail
 from ..urls import absolute_url
 from ..models import Account, AuditLog
 from ..membership.service import enqueue_newsletter
@@ -31,20 +31,18 @@ class EmailInUse(Exception):
 
 
 def request(session: Session, account: Account, new_email: str, *, source: str) -> None:
-    """Send the confirmation link (the caller commits; the mail goes after the response)."""
+    """Queue the confirmation link in `session` (the caller commits; the mail goes with it)."""
     links.withdraw(session, PURPOSE, account)
     token = links.issue(session, PURPOSE, account, TTL, {"email": new_email, "source": source})
     link = absolute_url("members.confirm_email", token=token)
     session.add(AuditLog(actor_id=None, actor_email=source, action="email_change_requested",
                          target_account_id=account.id, details={"to": new_email}))
-    try:
-        send_mail(new_email, "Use this address to sign in?",
-                  f"Hello {account.name},\n\nYour billing email for your DAWNS membership is now {new_email}.\n\n"
-                  f"Do you also want to sign in, and receive DAWNS Digest, at this address? Open this link "
-                  f"and confirm (it works once, for 24 hours):\n\n{link}\n\n"
-                  "If you do nothing, nothing changes.\n")
-    except MailError:
-        pass
+    send_mail(new_email, "Use this address to sign in?",
+              f"Hello {account.name},\n\nYour billing email for your DAWNS membership is now {new_email}.\n\n"
+              f"Do you also want to sign in, and receive DAWNS Digest, at this address? Open this link "
+              f"and confirm (it works once, for 24 hours):\n\n{link}\n\n"
+              "If you do nothing, nothing changes.\n",
+              kind="email_change_confirm", account_id=account.id, session=session)
 
 
 def withdraw(session: Session, account: Account) -> None:
@@ -87,15 +85,13 @@ def confirm(token: str, account: Account) -> Account | None:
         enqueue_newsletter(session, account, membership, force=True)  # move the list member too
     account.email_verified_at = utcnow()  # they opened a link sent to it
     end_sessions(account, keep_current=True)  # a new sign-in address: every other device signs in again
+    send_mail(old, "Your sign-in email was changed",
+              f"Hello {account.name},\n\nYou now sign in to your DAWNS membership as {new_email}. If this "
+              "was not you, reply to this message straight away.\n",
+              kind="email_changed", account_id=account.id, session=session)
     try:
         session.commit()
-    except IntegrityError:  # the address was taken a moment ago
+    except IntegrityError:  # the address was taken a moment ago (the message is discarded with it)
         session.rollback()
         raise EmailInUse(new_email) from None
-    try:
-        send_mail(old, "Your sign-in email was changed",
-                  f"Hello {account.name},\n\nYou now sign in to your DAWNS membership as {new_email}. If this "
-                  "was not you, reply to this message straight away.\n")
-    except MailError:
-        pass
     return account

@@ -16,7 +16,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from ..db import get_session, utcnow
 from ..domain.membership import MembershipStatus, Role
-from ..mail import MailError, send_mail
+from ..mail import send_mail
 from ..urls import absolute_url
 from ..models import Account, AuditLog, LoginSession, Membership, session_fingerprint
 
@@ -68,17 +68,16 @@ def create_member(name: str, email: str, password: str, newsletter_opt_in: bool)
 
 def notify_existing_account(account: Account) -> None:
     """Someone tried to join with an email that has an account: tell the owner, not the visitor."""
-    try:
-        send_mail(
-            account.email,
-            "Someone tried to join with your email",
-            "Someone (maybe you) tried to become a member with this email address, which already "
-            "has an account.\n\n"
-            f"Log in: {absolute_url('members.login')}\n"
-            f"Forgot your password? {absolute_url('members.reset_request')}\n",
-        )
-    except MailError:
-        pass
+    send_mail(
+        account.email,
+        "Someone tried to join with your email",
+        "Someone (maybe you) tried to become a member with this email address, which already "
+        "has an account.\n\n"
+        f"Log in: {absolute_url('members.login')}\n"
+        f"Forgot your password? {absolute_url('members.reset_request')}\n",
+        kind="existing_account", account_id=account.id,
+    )
+    get_session().commit()
 
 
 def authenticate(email: str, password: str) -> Account | None:
@@ -182,33 +181,31 @@ def request_password_reset(email: str) -> None:
     token = make_reset_token(account)
     link = absolute_url("members.reset_password", token=token)
     minutes = current_app.config["PASSWORD_RESET_MAX_AGE"] // 60
-    try:
-        send_mail(
-            account.email,
-            "Reset your password",
-            f"Hello {account.name},\n\nUse this link to choose a new password. It works once and "
-            f"expires in {minutes} minutes:\n\n{link}\n\nIf you did not ask for this, ignore this email.\n",
-        )
-    except MailError:
-        pass
+    send_mail(
+        account.email,
+        "Reset your password",
+        f"Hello {account.name},\n\nUse this link to choose a new password. It works once and "
+        f"expires in {minutes} minutes:\n\n{link}\n\nIf you did not ask for this, ignore this email.\n",
+        kind="password_reset", account_id=account.id,
+    )
+    get_session().commit()  # the message is durable once the page answers
 
 
 def invite_staff(account: Account, invited_by: Account) -> None:
-    """A new staff member's first mail: who invited them, and a link to choose a password."""
+    """A new staff member's first mail: who invited them, and a link to choose a password.
+    Queued in the current transaction: the caller commits."""
     token = make_reset_token(account)
     link = absolute_url("members.reset_password", token=token)
     minutes = current_app.config["PASSWORD_RESET_MAX_AGE"] // 60
-    try:
-        send_mail(
-            account.email,
-            "Your staff account for DAWNS Membership",
-            f"Hello {account.name},\n\n{invited_by.name} ({invited_by.email}) has given you a {account.role.value} "
-            f"account for the DAWNS membership console.\n\nChoose your password here (the link works once, for "
-            f"{minutes} minutes):\n\n{link}\n\nIf it has expired, ask for a new one at {absolute_url('members.reset_request')}"
-            f" with this address. Then sign in at {absolute_url('members.login')}.\n",
-        )
-    except MailError:
-        pass
+    send_mail(
+        account.email,
+        "Your staff account for DAWNS Membership",
+        f"Hello {account.name},\n\n{invited_by.name} ({invited_by.email}) has given you a {account.role.value} "
+        f"account for the DAWNS membership console.\n\nChoose your password here (the link works once, for "
+        f"{minutes} minutes):\n\n{link}\n\nIf it has expired, ask for a new one at {absolute_url('members.reset_request')}"
+        f" with this address. Then sign in at {absolute_url('members.login')}.\n",
+        kind="staff_invitation", account_id=account.id,
+    )
 
 
 def account_for_reset_token(token: str) -> Account | None:

@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import logging
-import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -25,6 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, aliased
 
 from ..db import utcnow
+from ..domain.retry import backoff_seconds
 from ..membership import catalogue
 from ..membership.service import wake_worker
 from ..models import StripeCustomer, StripeEvent
@@ -106,8 +106,7 @@ def claim(session: Session, limit: int, lease: float,
 
 def _backoff(attempts: int) -> float:
     cfg = current_app.config
-    delay = min(cfg["STRIPE_EVENT_BACKOFF_MAX"], cfg["STRIPE_EVENT_BACKOFF_BASE"] * 2 ** max(attempts - 1, 0))
-    return random.uniform(delay / 2, delay)  # jitter: workers do not retry in lockstep
+    return backoff_seconds(attempts, cfg["STRIPE_EVENT_BACKOFF_BASE"], cfg["STRIPE_EVENT_BACKOFF_MAX"])
 
 
 def apply_event(session: Session, gateway: BillingGateway, event: Claimed, report: QueueReport) -> EventOutcome | None:

@@ -4,7 +4,6 @@ the response, best effort, and by `flask newsletter sync` / the worker)."""
 from __future__ import annotations
 
 import logging
-import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -14,6 +13,7 @@ from sqlalchemy.orm import Session, aliased
 
 from ..db import utcnow
 from ..domain.newsletter import Desired, OutboxStatus
+from ..domain.retry import backoff_seconds
 from ..models import Account, NewsletterOutbox
 from .provider import Change, NewsletterProvider, ProviderError
 
@@ -74,9 +74,7 @@ def claim(session: Session, limit: int, lease: float,
 
 def _backoff(attempts: int, retry_after: float | None) -> float:
     cfg = current_app.config
-    delay = min(cfg["NEWSLETTER_BACKOFF_MAX"], cfg["NEWSLETTER_BACKOFF_BASE"] * 2 ** max(attempts - 1, 0))
-    delay = random.uniform(delay / 2, delay)  # jitter: workers do not retry in lockstep
-    return max(delay, retry_after or 0.0)
+    return backoff_seconds(attempts, cfg["NEWSLETTER_BACKOFF_BASE"], cfg["NEWSLETTER_BACKOFF_MAX"], retry_after)
 
 
 def deliver(session: Session, provider: NewsletterProvider, row_id: int, report: SyncReport) -> None:

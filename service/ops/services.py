@@ -8,6 +8,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ..billing import queue as stripe_queue
 from ..db import get_engine, get_session
+from .. import mail
 from ..membership import exports
 from ..migrate import current_revision, head_revision
 from ..newsletter import outbox
@@ -19,7 +20,7 @@ def queues() -> dict[str, dict[str, Any]]:
     session = get_session()
     out = {}
     for name, measure in (("stripe_events", stripe_queue.depth), ("newsletter", outbox.depth),
-                          ("exports", exports.depth)):
+                          ("mail", mail.depth), ("exports", exports.depth)):
         depth, oldest = measure(session)
         out[name] = {"depth": depth, "oldest_age_seconds": round(oldest, 1) if oldest is not None else None}
     session.rollback()

@@ -111,7 +111,7 @@ def test_readyz_reports_each_queue_and_staff_see_when_the_worker_is_behind(app, 
     post_event(client, event("customer.subscription.created",
                              subscription(id="sub_R", customer="cus_R", status="active")), apply=False)
     body = client.get("/readyz").json
-    assert set(body["queues"]) == {"stripe_events", "newsletter", "exports"}
+    assert set(body["queues"]) == {"stripe_events", "newsletter", "mail", "exports"}
     assert body["queues"]["stripe_events"]["depth"] == 1
     assert body["queues"]["stripe_events"]["oldest_age_seconds"] >= 0
     staff = client_as(app, "staff")
