@@ -260,6 +260,30 @@ class NewsletterOutbox(Base):
     delivered_at: Mapped[datetime | None]
 
 
+class MailOutbox(Base):
+    """Reader and staff mail, written in the transaction of the change that causes it and
+    delivered by the worker (service/mail.py): pending → in_flight → delivered | failed."""
+
+    __tablename__ = "mail_outbox"
+    __table_args__ = (Index("ix_mail_outbox_due", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    to_address: Mapped[str] = mapped_column(String(320))
+    subject: Mapped[str] = mapped_column(String(500))
+    text_body: Mapped[str] = mapped_column(Text)
+    html_body: Mapped[str] = mapped_column(Text)
+    # What the message is (password_reset, seat_invitation, …): for staff and the logs.
+    kind: Mapped[str] = mapped_column(String(50))
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="SET NULL"), index=True)
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    claimed_until: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None]
+
+
 class ApiToken(Base):
     __tablename__ = "api_tokens"
     __table_args__ = (

@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from ..db import get_session, utcnow
 from ..domain.membership import Role
-from ..mail import MailError, send_mail
+from ..mail import send_mail
 from ..membership.organisations import (
     REMOVED,
     SeatError,
@@ -28,7 +28,7 @@ from ..membership.organisations import (
 from ..models import Account, AccountToken, AuditLog, Membership, Organisation, Seat
 from ..urls import absolute_url
 from . import links
-from .services import hash_password, normalize_email
+from .services import end_sessions, hash_password, normalize_email
 
 log = logging.getLogger("service.seats")
 
@@ -77,10 +77,14 @@ def seats_of(org: Organisation) -> list[SeatRow]:
 
 
 def pending_invitations(org: Organisation) -> list[str]:
-    rows = get_session().scalars(select(AccountToken).where(
+    """Addresses invited and not yet holding a seat."""
+    session = get_session()
+    rows = session.scalars(select(AccountToken).where(
         AccountToken.purpose == INVITE_PURPOSE, AccountToken.used_at.is_(None),
         AccountToken.expires_at > utcnow())).all()
-    return sorted({r.data.get("email", "") for r in rows if r.data.get("organisation_id") == org.id})
+    holders = set(session.scalars(select(Account.email).join(Seat, Seat.account_id == Account.id).where(
+        Seat.organisation_id == org.id, Seat.status != REMOVED)))
+    return sorted({r.data.get("email", "") for r in rows if r.data.get("organisation_id") == org.id} - holders)
 
 
 # --- invitations -------------------------------------------------------------------------------
@@ -99,19 +103,19 @@ def invite(admin: Account, slug: str, email: str) -> None:
         raise SeatError(f"{email} already has a seat.")
     staff = session.scalar(select(Account.id).where(Account.email == email, Account.role != Role.MEMBER))
     if staff is not None:
-        raise SeatError(f"{email} cannot take a seat.")
+        # Answered like any other address (no way to learn who is staff); nothing is sent.
+        log.info("organisation %s: invitation to a staff address not sent", org.id)
+        return
     token = links.issue(session, INVITE_PURPOSE, None, INVITE_TTL, {"organisation_id": org.id, "email": email})
     _audit(admin, "seat_invited", org, email=email)
-    session.commit()
     link = absolute_url("organisations.invitation", token=token)
-    try:
-        send_mail(email, f"{org.name} invites you to DAWNS",
-                  f"Hello,\n\n{admin.name} ({admin.email}) has given you a seat in {org.name}'s DAWNS membership: "
-                  f"full access to our reporting and DAWNS Digest, the daily newsletter, paid for by {org.name}.\n\n"
-                  f"Accept it here (the link works once, for 7 days):\n\n{link}\n\n"
-                  "If you were not expecting this, ignore this email.\n")
-    except MailError:
-        pass
+    send_mail(email, f"{org.name} invites you to DAWNS",
+              f"Hello,\n\n{admin.name} ({admin.email}) has given you a seat in {org.name}'s DAWNS membership: "
+              f"full access to our reporting and DAWNS Digest, the daily newsletter, paid for by {org.name}.\n\n"
+              f"Accept it here (the link works once, for 7 days):\n\n{link}\n\n"
+              "If you were not expecting this, ignore this email.\n",
+              kind="seat_invitation", session=session)
+    session.commit()  # the invitation and its mail together
 
 
 @dataclass(frozen=True)
@@ -135,11 +139,17 @@ def look_at_invitation(token: str) -> Invitation | None:
     return Invitation(org, email, account)
 
 
-def accept_invitation(token: str, *, name: str | None, password: str | None,
-                      newsletter_opt_in: bool) -> tuple[Account, Organisation]:
-    """Use the invitation: its address's account (created with `name` and `password` when it
-    has none) takes a seat; the address is proved. The caller signs the account in.
-    Raises SeatError (the link stays unused: nothing is committed)."""
+def accept_invitation(token: str, *, current: Account | None, name: str | None, password: str | None,
+                      newsletter_opt_in: bool) -> tuple[Account, Organisation, bool]:
+    """Use the invitation: the invited address's account takes a seat. Returns (account,
+    organisation, sign_in): whether the caller should sign the account in.
+
+    The link proves the address, never an account's password: an account that has proved its
+    address before is only ever entered with its own password (the reader signs in first, then
+    accepts). An account that never proved its address may be a squatter's (anyone can sign up
+    with anyone's address): accepting makes its owner choose a new password, which ends every
+    other session of it. A new address gets a new account. Raises SeatError (the link stays
+    unused: nothing is committed)."""
     session = get_session()
     row = links.use(session, INVITE_PURPOSE, token)
     if row is None:
@@ -150,28 +160,67 @@ def accept_invitation(token: str, *, name: str | None, password: str | None,
         session.rollback()
         raise SeatError("This invitation is no longer valid.")
     account = session.scalars(select(Account).where(Account.email == email)).first()
+    sign_in = False
     if account is None:
         if not name or not password:
             session.rollback()
             raise SeatError("Enter your name and choose a password to create your account.")
         account = Account(email=email, name=name.strip(), password_hash=hash_password(password), role=Role.MEMBER,
-                          created_at=utcnow())
+                          created_at=utcnow(), email_verified_at=utcnow())
         account.membership = Membership(newsletter_opt_in=newsletter_opt_in, created_at=account.created_at)
         session.add(account)
         session.flush()
+        sign_in = True
     elif account.role != Role.MEMBER:
         session.rollback()
         raise SeatError("Staff accounts cannot take seats.")
-    if account.email_verified_at is None:
-        account.email_verified_at = utcnow()  # the link went to this address
+    elif account.email_verified_at is not None:
+        if current is None or current.id != account.id:
+            session.rollback()
+            raise SeatError(f"Sign in as {email} first, then accept the seat.")
+    else:
+        # Never proved: the owner of the address takes it over with a new password.
+        if not password:
+            session.rollback()
+            raise SeatError("Choose a password for your account to accept the seat.")
+        account.password_hash = hash_password(password)
+        account.email_verified_at = utcnow()
+        end_sessions(account)
+        sign_in = True
     try:
         take_seat(session, org, account, "invitation", newsletter_opt_in=newsletter_opt_in)
     except SeatError:
         session.rollback()
         raise
+    _withdraw_invitations(org, email)
     _audit(account, "seat_taken", org, account, how="invitation")
     session.commit()
-    return account, org
+    return account, org, sign_in
+
+
+def _withdraw_invitations(org: Organisation, email: str) -> int:
+    """The other live invitations of this address to this organisation stop working (on
+    acceptance, removal or revocation)."""
+    session = get_session()
+    rows = session.scalars(select(AccountToken).where(
+        AccountToken.purpose == INVITE_PURPOSE, AccountToken.used_at.is_(None),
+        AccountToken.expires_at > utcnow())).all()
+    now = utcnow()
+    n = 0
+    for r in rows:
+        if r.data.get("organisation_id") == org.id and r.data.get("email") == email:
+            r.used_at = now
+            n += 1
+    return n
+
+
+def revoke_invitation(admin: Account, slug: str, email: str) -> int:
+    org = managed_by(admin, slug)
+    n = _withdraw_invitations(org, normalize_email(email))
+    if n:
+        _audit(admin, "seat_invitation_revoked", org, email=normalize_email(email))
+    get_session().commit()
+    return n
 
 
 # --- domain claims -----------------------------------------------------------------------------
@@ -188,6 +237,8 @@ def claim(account: Account, slug: str, newsletter_opt_in: bool) -> str:
     org = by_slug(slug)
     if org is None or not claimable(account, org):
         raise SeatError("Seats of this organisation are for addresses on its own domains.")
+    if removed_by_admin(org, account):
+        raise SeatError(f"Your seat in {org.name} was removed by its admin. Ask them for an invitation.")
     if account.email_verified_at is not None:
         take_seat(session, org, account, "domain", newsletter_opt_in=newsletter_opt_in)
         _audit(account, "seat_taken", org, account, how="domain")
@@ -196,16 +247,36 @@ def claim(account: Account, slug: str, newsletter_opt_in: bool) -> str:
     links.withdraw(session, CLAIM_PURPOSE, account)
     token = links.issue(session, CLAIM_PURPOSE, account, CLAIM_TTL,
                         {"organisation_id": org.id, "email": account.email, "newsletter": newsletter_opt_in})
-    session.commit()
     link = absolute_url("organisations.confirm_claim", token=token)
-    try:
-        send_mail(account.email, f"Confirm your address to join {org.name} on DAWNS",
-                  f"Hello {account.name},\n\nTo take a seat in {org.name}'s DAWNS membership, confirm that this "
-                  f"address is yours (the link works once, for 24 hours):\n\n{link}\n\n"
-                  "If you did not ask for this, ignore this email.\n")
-    except MailError:
-        pass
+    send_mail(account.email, f"Confirm your address to join {org.name} on DAWNS",
+              f"Hello {account.name},\n\nTo take a seat in {org.name}'s DAWNS membership, confirm that this "
+              f"address is yours (the link works once, for 24 hours):\n\n{link}\n\n"
+              "If you did not ask for this, ignore this email.\n",
+              kind="seat_claim_confirm", account_id=account.id, session=session)
+    session.commit()  # the link and its mail together
     return "sent"
+
+
+def removed_by_admin(org: Organisation, account: Account) -> bool:
+    """A seat the admin removed is not claimed back by domain (an invitation gives it again)."""
+    session = get_session()
+    removed = session.scalar(select(Seat.id).where(Seat.organisation_id == org.id, Seat.account_id == account.id,
+                                                   Seat.status == REMOVED).limit(1))
+    return removed is not None and live_seat_of(org, account) is None
+
+
+def live_seat_of(org: Organisation, account: Account) -> Seat | None:
+    return get_session().scalars(select(Seat).where(Seat.organisation_id == org.id, Seat.account_id == account.id,
+                                                    Seat.status != REMOVED)).first()
+
+
+def take_own_seat(admin: Account, slug: str) -> None:
+    """The organisation's admin takes a seat for themselves (buying seats gives the buyer none)."""
+    session = get_session()
+    org = managed_by(admin, slug)
+    take_seat(session, org, admin, "admin")
+    _audit(admin, "seat_taken", org, admin, how="admin")
+    session.commit()
 
 
 def look_at_claim(token: str) -> Organisation | None:
@@ -214,16 +285,23 @@ def look_at_claim(token: str) -> Organisation | None:
     return session.get(Organisation, row.data.get("organisation_id")) if row is not None else None
 
 
-def confirm_claim(token: str) -> tuple[Account, Organisation]:
-    """Use the link: the address is proved and the seat taken (if its address is still the
-    account's and still on the organisation's domains). Raises SeatError."""
+def confirm_claim(token: str, current: Account) -> tuple[Account, Organisation]:
+    """Use the link, signed in as the account that asked for it: the address is proved and the
+    seat taken (if its address is still the account's and still on the organisation's domains).
+    Following the link never signs anyone in: an account squatting someone's address would
+    otherwise receive its owner. Raises SeatError."""
     session = get_session()
+    peeked = links.peek(session, CLAIM_PURPOSE, token)
+    if peeked is None or peeked.account_id != current.id:
+        raise SeatError("This link is for another account, has expired or has been used. Sign in as the account "
+                        "that asked for it, or claim your seat again.")
     row = links.use(session, CLAIM_PURPOSE, token)
     if row is None or row.account_id is None:
         raise SeatError("This link has expired or has been used. Claim your seat again to get a new one.")
     account = session.get(Account, row.account_id)
     org = session.get(Organisation, row.data.get("organisation_id"))
-    if account is None or org is None or account.email != row.data.get("email") or not claimable(account, org):
+    if account is None or org is None or account.email != row.data.get("email") or not claimable(account, org) \
+            or removed_by_admin(org, account):
         session.rollback()
         raise SeatError("This link no longer matches your account's address.")
     account.email_verified_at = account.email_verified_at or utcnow()
@@ -248,6 +326,8 @@ def remove(admin: Account, slug: str, seat_id: int) -> str:
         raise SeatError("No such seat.")
     reader = session.get(Account, seat.account_id)
     remove_seat(session, seat)
+    if reader is not None:
+        _withdraw_invitations(org, reader.email)
     _audit(admin, "seat_removed", org, reader)
     session.commit()
     return reader.email if reader else ""

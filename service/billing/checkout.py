@@ -22,6 +22,8 @@ from ..membership.service import is_entitled, price_of_item, recompute
 from ..membership.organisations import (
     MAX_SEATS,
     MIN_SELF_SERVE_SEATS,
+    SeatError,
+    clean_name,
     lock as lock_organisation,
     recompute_organisation,
     unique_slug,
@@ -166,6 +168,10 @@ def start_organisation_checkout(account: Account, name: str, seats: int) -> str:
         raise AlreadyMember("Staff accounts do not buy seats: create the organisation in the staff console.")
     if not MIN_SELF_SERVE_SEATS <= seats <= MAX_SEATS:
         raise BillingError(f"Choose between {MIN_SELF_SERVE_SEATS} and {MAX_SEATS:,} seats.", retryable=False)
+    try:
+        name = clean_name(name)
+    except SeatError as exc:
+        raise BillingError(str(exc), retryable=False) from None
     session = get_session()
     gateway = get_gateway()
     catalogue.ensure_once(session, gateway)
@@ -181,6 +187,7 @@ def start_organisation_checkout(account: Account, name: str, seats: int) -> str:
                            level_id=level.id, billing="checkout", domains=[])
         session.add(org)
         session.flush()
+    _one_open_checkout(session, gateway, org, account)
     base = current_app.config["PUBLIC_BASE_URL"]
     req = CheckoutRequest(
         member_id=account.id,
@@ -200,6 +207,32 @@ def start_organisation_checkout(account: Account, name: str, seats: int) -> str:
     record.organisation_id = org.id
     session.commit()
     return url
+
+
+def _one_open_checkout(session: Session, gateway: BillingGateway, org: Organisation, account: Account) -> None:
+    """Never two payable Checkouts for one organisation: an earlier open one is expired; one that
+    completed meanwhile is fulfilled, and no second is started."""
+    earlier = session.scalars(select(CheckoutSession).where(
+        CheckoutSession.organisation_id == org.id, CheckoutSession.ours.is_(True),
+        CheckoutSession.status == "open")).all()
+    for record in earlier:
+        try:
+            checkout = gateway.retrieve_checkout_session(record.stripe_id)
+        except BillingError as exc:
+            if exc.retryable:
+                raise
+            record.status = "expired"
+            continue
+        if checkout.get("status") == "open":
+            gateway.expire_checkout_session(record.stripe_id)
+            record.status = "expired"
+        elif checkout.get("status") == "complete":
+            fulfil_checkout_session(session, gateway, checkout, for_account=account)
+            session.commit()
+            raise AlreadyMember(f"Your payment for {org.name} went through: there is no need to pay again.")
+        else:
+            record.status = checkout.get("status") or "expired"
+    session.flush()
 
 
 def confirm_organisation_checkout(account: Account | None, session_id: str) -> Organisation | None:

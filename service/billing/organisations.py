@@ -18,14 +18,15 @@ from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..accounts.services import hash_password, make_reset_token, normalize_email
+from ..accounts.services import end_sessions, hash_password, make_reset_token, normalize_email
 from ..db import utcnow
 from ..domain.membership import MembershipStatus, Role
-from ..mail import MailError, send_mail
+from ..mail import send_mail
 from ..membership import catalogue
 from ..membership.organisations import (
     MAX_SEATS,
     SeatError,
+    clean_name,
     lock,
     parse_domains,
     recompute_organisation,
@@ -108,6 +109,13 @@ def _contact(session: Session, email: str, name: str) -> tuple[Account, bool]:
     if account is not None:
         if account.role != Role.MEMBER:
             raise OrganisationError(f"{email} is a staff account: the contact must be a reader.")
+        if account.email_verified_at is None:
+            # Never proved: it may be a squatter's account (anyone can sign up with any address).
+            # Its password is replaced and its sessions end; the owner of the address chooses a
+            # password through the link `tell_contact` mails, as for a new account.
+            account.password_hash = hash_password(secrets.token_urlsafe(32))
+            end_sessions(account)
+            return account, True
         return account, False
     name = (name or "").strip()
     if not name:
@@ -126,9 +134,10 @@ def create_invoiced(session: Session, gateway: BillingGateway, new: NewInvoiced)
     """An organisation that pays by invoice: its contact (the organisation admin), a Stripe
     customer of its own, and a `send_invoice` subscription for its seats at the level's
     per-seat price. Until its first invoice is paid, the staff-set trial entitles its seats."""
-    name = (new.name or "").strip()
-    if not name or len(name) > 200:
-        raise OrganisationError("Give the organisation a name of at most 200 characters.")
+    try:
+        name = clean_name(new.name)
+    except SeatError:
+        raise OrganisationError("Give the organisation a name of 2 to 200 characters, on one line.") from None
     if not 1 <= new.seats <= MAX_SEATS:
         raise OrganisationError(f"Choose between 1 and {MAX_SEATS:,} seats.")
     if not 0 <= new.trial_days <= MAX_TRIAL_DAYS:
@@ -176,8 +185,9 @@ def create_invoiced(session: Session, gateway: BillingGateway, new: NewInvoiced)
 
 
 def tell_contact(org: Organisation, contact: Account, created: bool) -> None:
-    """After the commit: the contact learns they manage the organisation's seats (and, with a
-    new account, gets the link to choose a password: the same single-use reset link)."""
+    """Before the commit (the message is queued in the current transaction): the contact learns
+    they manage the organisation's seats (and, with a new account, gets the link to choose a
+    password: the same single-use reset link)."""
     # The reader pages' address, as the seat mails write it (built without their blueprint).
     manage = f"{current_app.config['PUBLIC_BASE_URL'].rstrip('/')}/organisations/{org.slug}"
     if created:
@@ -190,10 +200,8 @@ def tell_contact(org: Organisation, contact: Account, created: bool) -> None:
     else:
         body = (f"Hello {contact.name},\n\nYou are now the contact of {org.name}, which subscribes to DAWNS for "
                 f"its people: you manage its seats at {manage}\n\nStripe emails its invoices to this address.\n")
-    try:
-        send_mail(contact.email, f"{org.name} on DAWNS: you manage its seats", body)
-    except MailError:
-        log.warning("organisation %s: the contact's mail was not sent", org.slug)
+    send_mail(contact.email, f"{org.name} on DAWNS: you manage its seats", body,
+              kind="organisation_contact", account_id=contact.id)
 
 
 def _seat_item(session: Session, org: Organisation, row: StripeSubscription) -> dict | None:
@@ -273,3 +281,43 @@ def end_comp(session: Session, org_id: int) -> tuple[Organisation, str | None]:
     org.comped_at = org.comped_until = org.comp_reason = None
     recompute_organisation(session, org)
     return org, reason
+
+
+def admin_change_seats(admin: Account, slug: str, seats: int) -> SeatChange:
+    """The organisation's own admin changes its number of seats (the Stripe quantity,
+    prorated, as on Checkout's page). Service function: audits and commits. Raises
+    OrganisationError, or seats.NotAllowed for someone else's organisation."""
+    from ..accounts.seats import managed_by
+    from ..db import get_session
+    from ..models import AuditLog
+    from .runtime import get_gateway
+
+    session = get_session()
+    org = managed_by(admin, slug)
+    if not org.stripe_subscription_id:
+        raise OrganisationError("Your organisation has no subscription to change yet.")
+    try:
+        change = change_seats(session, get_gateway(), org.id, seats)
+    except (OrganisationError, BillingError) as exc:
+        session.rollback()
+        raise OrganisationError(getattr(exc, "message", None) or str(exc)) from None
+    session.add(AuditLog(actor_id=admin.id, actor_email=admin.email, action="organisation_seats",
+                         target_organisation_id=org.id,
+                         details={"before": change.before, "after": change.after, "asked": seats,
+                                  "suspended": change.suspended, "by": "organisation admin"}))
+    session.commit()
+    return change
+
+
+def set_domains(session: Session, org_id: int, text: str) -> tuple[Organisation, list[str], list[str]]:
+    """Staff set the email domains whose readers may claim a seat. Returns (org, before, after)."""
+    org = lock(session, org_id)
+    if org is None:
+        raise OrganisationError("No such organisation.")
+    try:
+        domains = parse_domains(text)
+    except SeatError as exc:
+        raise OrganisationError(str(exc)) from None
+    before = list(org.domains or [])
+    org.domains = domains
+    return org, before, domains

@@ -8,14 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from sqlalchemy import select
 
-from ..db import get_session
+from ..db import get_session, utcnow
 from ..membership import catalogue
-from ..models import StripeCustomer
+from ..models import CheckoutSession, StripeCustomer
+from .checkout import fulfil_checkout_session
+from .gateway import BillingError
 from .lifecycle import Applied, link_by_email, listed_differs, sync_subscription
 from .runtime import get_gateway
+from .snapshots import id_of
 
 
 @dataclass
@@ -48,12 +52,47 @@ def _describe(obj_id: str, applied: Applied) -> str | None:
     return f"{obj_id} ({who}): " + "; ".join(parts)
 
 
-def _link_by_email(session, gateway, customer_id: str):
-    """The last resort for a subscription no checkout of ours links (SPEC "Trust rules")."""
+def _link_by_email(session, gateway, customer_id: str, obj: dict | None = None):
+    """The last resort for a subscription no checkout of ours links (SPEC "Trust rules"). Never
+    for a subscription to seats (an organisation level's price): it pays for an organisation,
+    not for whoever's address its customer carries."""
+    if obj is not None:
+        seats = catalogue.organisation_price_ids(session)
+        items = (obj.get("items") or {}).get("data") or []
+        if any(id_of(item.get("price") or item.get("plan")) in seats for item in items):
+            return None
     email = session.scalar(select(StripeCustomer.email).where(StripeCustomer.stripe_id == customer_id))
     if not email:
         email = gateway.retrieve_customer(customer_id).get("email")
     return link_by_email(session, customer_id, email)
+
+
+def _settle_our_checkouts(session, gateway, echo: Callable[[str], None], report: "Report") -> None:
+    """Checkouts of ours still open here (Stripe keeps one payable for 24 hours): one that
+    completed while its webhook and its success page were both missed links its customer the
+    right way (to its member, or to its organisation) before anything falls back to email."""
+    since = utcnow() - timedelta(hours=48)
+    for record in session.scalars(select(CheckoutSession).where(
+            CheckoutSession.ours.is_(True), CheckoutSession.status == "open",
+            CheckoutSession.created_at > since).order_by(CheckoutSession.id)).all():
+        try:
+            checkout = gateway.retrieve_checkout_session(record.stripe_id)
+        except BillingError as exc:
+            if exc.retryable:
+                raise
+            record.status = "expired"
+            session.commit()
+            continue
+        if checkout.get("status") != "complete":
+            if checkout.get("status") and checkout["status"] != record.status:
+                record.status = checkout["status"]
+                session.commit()
+            continue
+        fulfil_checkout_session(session, gateway, checkout)
+        session.commit()
+        line = f"checkout {record.stripe_id}: completed, fulfilled ({record.purpose})"
+        report.changes.append(line)
+        echo(line)
 
 
 def reconcile(echo: Callable[[str], None] = print, page_size: int = 100) -> Report:
@@ -62,6 +101,7 @@ def reconcile(echo: Callable[[str], None] = print, page_size: int = 100) -> Repo
     catalogue.ensure(session, gateway)  # a new STRIPE_PRICE_ID joins the catalogue before anyone is judged
     session.commit()
     report = Report()
+    _settle_our_checkouts(session, gateway, echo, report)
     starting_after: str | None = None
     while True:
         page = gateway.list_subscriptions(starting_after=starting_after, limit=page_size)
@@ -76,7 +116,7 @@ def reconcile(echo: Callable[[str], None] = print, page_size: int = 100) -> Repo
             customer_id = customer.get("id") if isinstance(customer, dict) else customer
             applied = sync_subscription(session, gateway, obj["id"], customer_id)
             if applied.account is None and customer_id:
-                linked = _link_by_email(session, gateway, customer_id)
+                linked = _link_by_email(session, gateway, customer_id, obj)
                 if linked is not None:
                     line = f"{obj['id']}: customer {customer_id} linked by email to member {linked.id} (flagged)"
                     report.changes.append(line)

@@ -64,12 +64,13 @@ class DemoGateway(StripeGateway):
 
     def create_invoiced_subscription(self, customer_id: str, line: LineItem, days_until_due: int,
                                      metadata: dict[str, str]) -> dict[str, Any]:
-        # localstripe knows neither `collection_method` nor invoices sent by email: the demo makes
-        # the subscription without a card (it stays `incomplete`), so the staff-set trial is what
-        # entitles the seats, as it does until a real organisation pays its first invoice.
+        # localstripe knows neither `collection_method` nor invoices sent by email, and charges the
+        # first invoice at once: the demo starts the subscription with a Stripe trial as long as
+        # the payment term, so nothing is charged; the staff-set trial is what entitles the seats
+        # until the first invoice is paid, as for a real organisation.
         return self._call(self.client.v1.subscriptions.create, {
             "customer": customer_id, "items": [{"plan": self._plan_for(line), "quantity": line.quantity}],
-            "metadata": metadata})
+            "trial_period_days": days_until_due, "metadata": metadata})
 
     def update_subscription_quantity(self, subscription_id: str, item_id: str, quantity: int) -> dict[str, Any]:
         return self._call(self.client.v1.subscriptions.update, subscription_id, {

@@ -214,6 +214,12 @@ def organisation_levels(session: Session) -> list[Level]:
                                 .order_by(Level.position, Level.amount, Level.id)))
 
 
+def organisation_price_ids(session: Session) -> set[str]:
+    """Every price that is or was an organisation level's: a subscription to one pays for seats."""
+    return set(session.scalars(select(LevelPrice.stripe_price_id).join(Level, Level.id == LevelPrice.level_id)
+                               .where(Level.organisation.is_(True))))
+
+
 def organisation_level(session: Session) -> Level | None:
     """The level /organisations/join sells: the first live organisation level."""
     found = organisation_levels(session)

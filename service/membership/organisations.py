@@ -48,10 +48,23 @@ def slugify(name: str) -> str:
     return text or "organisation"
 
 
+# Paths under /organisations/ that are pages, not organisations.
+RESERVED_SLUGS = frozenset({"join", "claim", "invitations"})
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def clean_name(name: str) -> str:
+    """An organisation's name: one line, no control characters (it goes into mail subjects)."""
+    name = (name or "").strip()
+    if CONTROL.search(name) or not 2 <= len(name) <= 200:
+        raise SeatError("An organisation's name is 2 to 200 characters on one line.")
+    return name
+
+
 def unique_slug(session: Session, name: str) -> str:
     base = slugify(name)
     slug, n = base, 1
-    while session.scalar(select(Organisation.id).where(Organisation.slug == slug)) is not None:
+    while slug in RESERVED_SLUGS or session.scalar(select(Organisation.id).where(Organisation.slug == slug)) is not None:
         n += 1
         slug = f"{base}-{n}"
     return slug
@@ -174,11 +187,21 @@ def _tell_admin_of_suspension(session: Session, org: Organisation, seats: list[S
         return
     emails = [e for (e,) in session.execute(select(Account.email).where(Account.id.in_([s.account_id for s in seats])))]
     base = current_app.config["PUBLIC_BASE_URL"].rstrip("/")
+    try:
+        _send_suspension(session, admin, org, seats, emails, base)
+    except Exception:  # noqa: BLE001 - a mail problem must never hold up the organisation's Stripe events
+        log.exception("organisation %s: could not tell its admin about suspended seats", org.id)
+
+
+def _send_suspension(session: Session, admin: Account, org: Organisation, seats: list[Seat], emails: list[str],
+                     base: str) -> None:
+    # Queued in `session` (the worker's, applying a Stripe event): it goes if the change commits.
     send_mail(admin.email, f"{org.name}: {len(seats)} seat(s) suspended",
               f"Your organisation's subscription now has {org.seats} seat(s), fewer than the seats in use, so "
               f"the most recently taken seats were suspended:\n\n" + "\n".join(f"  {e}" for e in emails) +
               f"\n\nThey come back, oldest first, if you add seats. Manage your seats at "
-              f"{base}/organisations/{org.slug}\n")
+              f"{base}/organisations/{org.slug}\n",
+              kind="seats_suspended", account_id=admin.id, session=session)
 
 
 def recompute_seat_holders(session: Session, org: Organisation) -> None:

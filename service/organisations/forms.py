@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, EmailField, IntegerField, PasswordField, StringField
-from wtforms.validators import DataRequired, Email, Length, NumberRange, Optional
+from wtforms.validators import DataRequired, Email, Length, NumberRange, Optional, Regexp
 
 from ..accounts.services import MIN_PASSWORD
 from ..membership.organisations import MAX_SEATS, MIN_SELF_SERVE_SEATS
@@ -18,7 +18,9 @@ NEWSLETTER_HINT = ("Seat holders receive DAWNS Digest, our premium daily newslet
 
 class OrganisationJoinForm(FlaskForm):
     organisation = StringField("Organisation name", filters=[_strip], validators=[
-        DataRequired("Please enter your organisation's name."), Length(min=2, max=200)])
+        DataRequired("Please enter your organisation's name."),
+        Length(min=2, max=200, message="Use 2 to 200 characters."),
+        Regexp(r"^[^\x00-\x1f\x7f]*$", message="Use a name on one line, without control characters.")])
     seats = IntegerField("Seats", default=5, render_kw={"inputmode": "numeric", "min": MIN_SELF_SERVE_SEATS},
                          validators=[DataRequired(f"Enter how many seats, at least {MIN_SELF_SERVE_SEATS}."),
                                      NumberRange(MIN_SELF_SERVE_SEATS, MAX_SEATS,
@@ -39,6 +41,11 @@ class NewContactForm(OrganisationJoinForm):
     newsletter = BooleanField("Send me DAWNS Digest, free for seat holders", default=True)
 
 
+class SeatNumberForm(FlaskForm):
+    seats = IntegerField("Seats", render_kw={"inputmode": "numeric", "min": 1}, validators=[
+        DataRequired("Enter the number of seats."), NumberRange(1, MAX_SEATS, f"Choose between 1 and {MAX_SEATS:,} seats.")])
+
+
 class InviteForm(FlaskForm):
     email = EmailField("Colleague's email", filters=[_strip], validators=[
         DataRequired("Please enter an email address."),
@@ -52,6 +59,12 @@ class AcceptForm(FlaskForm):
     password = PasswordField("Choose a password", validators=[
         Optional(), Length(min=MIN_PASSWORD, max=200, message=f"Use at least {MIN_PASSWORD} characters.")])
     newsletter = BooleanField("Send me DAWNS Digest, free for seat holders", default=True)
+
+    def require_password(self) -> bool:
+        if not self.password.data:
+            self.password.errors = [*self.password.errors, "Please choose a password."]
+            return False
+        return True
 
     def require_new_account(self) -> bool:
         ok = True

@@ -15,7 +15,16 @@ from ..forms import ActionForm
 from ..membership import catalogue
 from ..membership.organisations import SeatError, in_trial, seat_count
 from ..domain.money import per_interval
-from .forms import NEWSLETTER_HINT, AcceptForm, ClaimForm, InviteForm, NewContactForm, OrganisationJoinForm
+from ..billing import organisations as org_billing
+from .forms import (
+    NEWSLETTER_HINT,
+    AcceptForm,
+    ClaimForm,
+    InviteForm,
+    NewContactForm,
+    OrganisationJoinForm,
+    SeatNumberForm,
+)
 
 bp = Blueprint("organisations", __name__, url_prefix="/organisations")
 
@@ -58,6 +67,9 @@ def join():
         accounts.sign_in(account)
     try:
         url = checkout.start_organisation_checkout(account, form.organisation.data, int(form.seats.data))
+    except checkout.AlreadyMember as exc:
+        flash(exc.message, "info")
+        return redirect(url_for("members.account"), code=303)
     except BillingError as exc:
         return render_template("billing/unavailable.html", message=exc.message), 503
     return redirect(url, code=303)
@@ -97,9 +109,11 @@ def manage(slug: str):
 
 def _manage_page(org, invite_form: InviteForm, status: int = 200):
     session = get_session()
+    number = SeatNumberForm(seats=org.seats)
     return render_template("organisations/manage.html", org=org, count=seat_count(session, org),
                            rows=seats.seats_of(org), invited=seats.pending_invitations(org), form=invite_form,
-                           action=ActionForm(), trial=in_trial(org), domains=seats.domains_hint(org)), status
+                           action=ActionForm(), trial=in_trial(org), domains=seats.domains_hint(org),
+                           number=number, own_seat=seats.live_seat_of(org, current_user)), status
 
 
 @bp.post("/<slug>/invite")
@@ -125,12 +139,27 @@ def remove_seat(slug: str, seat_id: int):
     _managed(slug)
     if not ActionForm().validate_on_submit():
         abort(400)
+    if request.form.get("confirm") != "y":
+        flash("Tick the box to confirm that the seat is to be removed.", "error")
+        return redirect(url_for("organisations.manage", slug=slug), code=303)
     try:
         email = seats.remove(current_user, slug, seat_id)
     except SeatError as exc:
         flash(str(exc), "error")
     else:
         flash(f"The seat of {email} is removed.", "info")
+    return redirect(url_for("organisations.manage", slug=slug), code=303)
+
+
+@bp.post("/<slug>/invitations/revoke")
+@login_required
+def revoke_invitation(slug: str):
+    _managed(slug)
+    form = InviteForm()
+    if not form.validate_on_submit():
+        abort(400)
+    if seats.revoke_invitation(current_user, slug, form.email.data):
+        flash(f"The invitation of {form.email.data} no longer works.", "info")
     return redirect(url_for("organisations.manage", slug=slug), code=303)
 
 
@@ -143,24 +172,33 @@ def invitation(token: str):
     if found is None:
         return render_template("organisations/invalid.html"), 404
     form = AcceptForm()
+    current = current_user if current_user.is_authenticated else None
+    # new: a new account; takeover: an account that never proved the address (a new password);
+    # signin: an account that did (its owner signs in first).
+    mode = "new" if found.account is None else ("takeover" if found.account.email_verified_at is None else "signin")
+    page = dict(invitation=found, form=form, mode=mode, signed_in_as_invitee=current is not None
+                and found.account is not None and current.id == found.account.id)
     if request.method == "POST" and form.validate_on_submit():
-        if found.account is None and not form.require_new_account():
-            return render_template("organisations/invitation.html", invitation=found, form=form), 422
+        if (mode == "new" and not form.require_new_account()) or (mode == "takeover" and not form.require_password()):
+            return render_template("organisations/invitation.html", **page), 422
         try:
-            account, org = seats.accept_invitation(token, name=form.name.data, password=form.password.data,
-                                                   newsletter_opt_in=bool(form.newsletter.data))
+            account, org, sign_in = seats.accept_invitation(
+                token, current=current, name=form.name.data, password=form.password.data,
+                newsletter_opt_in=bool(form.newsletter.data))
         except SeatError as exc:
             flash(str(exc), "error")
-            return render_template("organisations/invitation.html", invitation=found, form=form), 409
-        accounts.sign_in(account)
+            return render_template("organisations/invitation.html", **page), 409
+        if sign_in:
+            accounts.sign_in(account)
         flash(f"Welcome: you have a seat in {org.name}'s DAWNS membership.", "info")
         return redirect(url_for("members.account"), code=303)
     status = 422 if request.method == "POST" else 200
-    return render_template("organisations/invitation.html", invitation=found, form=form), status
+    return render_template("organisations/invitation.html", **page), status
 
 
 @bp.route("/<slug>/claim", methods=["GET", "POST"])
 @login_required
+@_limit("RATELIMIT_RESET")  # each claim may send a confirmation mail
 def claim(slug: str):
     org = seats.by_slug(slug)
     if org is None or not org.domains:
@@ -177,13 +215,58 @@ def claim(slug: str):
         if done == "taken":
             flash(f"You have a seat in {org.name}'s DAWNS membership.", "info")
             return redirect(url_for("members.account"), code=303)
-        return render_template("organisations/claim_sent.html", org=org, email=current_user.email)
+        return redirect(url_for("organisations.claim_sent", slug=slug), code=303)  # a reload sends nothing more
     status = 422 if request.method == "POST" else 200
     return render_template("organisations/claim.html", org=org, form=form, allowed=allowed,
                            domains=seats.domains_hint(org)), status
 
 
+@bp.get("/<slug>/claim/sent")
+@login_required
+def claim_sent(slug: str):
+    org = seats.by_slug(slug)
+    if org is None:
+        abort(404)
+    return render_template("organisations/claim_sent.html", org=org, email=current_user.email)
+
+
+@bp.post("/<slug>/seats/mine")
+@login_required
+def take_own_seat(slug: str):
+    _managed(slug)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    try:
+        seats.take_own_seat(current_user, slug)
+    except SeatError as exc:
+        flash(str(exc), "error")
+    else:
+        flash("You have a seat: DAWNS is yours to read too.", "info")
+    return redirect(url_for("organisations.manage", slug=slug), code=303)
+
+
+@bp.post("/<slug>/seats/number")
+@login_required
+def change_seats(slug: str):
+    _managed(slug)
+    form = SeatNumberForm()
+    if not form.validate_on_submit():
+        for error in form.seats.errors:
+            flash(error, "error")
+        return redirect(url_for("organisations.manage", slug=slug), code=303)
+    try:
+        change = org_billing.admin_change_seats(current_user, slug, int(form.seats.data))
+    except org_billing.OrganisationError as exc:
+        flash(str(exc), "error")
+    else:
+        flash(f"Your organisation now has {change.after} seat{'s' if change.after != 1 else ''}"
+              + (f"; {change.suspended} of the newest are suspended" if change.suspended else "")
+              + ". Stripe prorates the difference on the next invoice.", "info")
+    return redirect(url_for("organisations.manage", slug=slug), code=303)
+
+
 @bp.route("/claim/<token>", methods=["GET", "POST"])
+@login_required
 @_limit("RATELIMIT_LOGIN")
 def confirm_claim(token: str):
     org = seats.look_at_claim(token)
@@ -194,12 +277,10 @@ def confirm_claim(token: str):
         if not form.validate_on_submit():
             abort(400)
         try:
-            account, org = seats.confirm_claim(token)
+            account, org = seats.confirm_claim(token, current_user)
         except SeatError as exc:
             flash(str(exc), "error")
             return render_template("organisations/claim_confirm.html", org=org, form=form), 409
-        if not (current_user.is_authenticated and current_user.id == account.id):
-            accounts.sign_in(account)
         flash(f"Your address is confirmed and you have a seat in {org.name}'s DAWNS membership.", "info")
         return redirect(url_for("members.account"), code=303)
     return render_template("organisations/claim_confirm.html", org=org, form=form)

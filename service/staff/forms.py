@@ -114,6 +114,10 @@ class OrganisationForm(ConfirmForm):
     level = SelectField("Level", coerce=int, validate_choice=True)
 
 
+class DomainsForm(ConfirmForm):
+    domains = StringField("Email domains", validators=[Length(max=2000)])
+
+
 class SeatsForm(ConfirmForm):
     seats = IntegerField("Seats", validators=[DataRequired("Give the number of seats."),
                                               NumberRange(min=1, max=MAX_SEATS, message=f"From 1 to {MAX_SEATS:,}.")])

@@ -17,7 +17,17 @@ from ..membership import directory, exports
 from ..membership.organisations import in_trial, membership_status_label, organisations_of_admin, seat_of
 from ..models import ExportJob, Organisation
 from . import services
-from .forms import AddStaffForm, CompForm, ConfirmForm, LevelForm, OrganisationForm, RoleForm, SeatsForm, TokenForm
+from .forms import (
+    AddStaffForm,
+    CompForm,
+    ConfirmForm,
+    DomainsForm,
+    LevelForm,
+    OrganisationForm,
+    RoleForm,
+    SeatsForm,
+    TokenForm,
+)
 
 bp = Blueprint("staff", __name__, url_prefix="/staff")
 
@@ -288,7 +298,8 @@ def organisation(org_id: int):
         seats=services.organisation_seats(org), subs=services.organisation_subscriptions(org),
         timeline=services.organisation_timeline(org), dashboard_url=services.dashboard_url,
         state=membership_status_label(org), in_trial=in_trial(org),
-        seats_form=seats_form, comp_form=CompForm(prefix="comp"), confirm_form=ConfirmForm())
+        seats_form=seats_form, comp_form=CompForm(prefix="comp"), confirm_form=ConfirmForm(),
+        domains_form=DomainsForm(prefix="domains", domains=", ".join(org.domains or [])))
 
 
 def _org_back(org_id: int):
@@ -303,11 +314,19 @@ def organisation_seats(org_id: int):
     def act():
         change = services.change_organisation_seats(current_user, org_id, form.seats.data)
         if change.suspended:
-            flash(f"{change.suspended} seat(s) beyond the new number were suspended, newest first.", "error")
+            flash(f"{change.suspended} seat(s) beyond the new number were suspended, newest first.", "info")
         if change.warning:
             flash(change.warning, "error")
 
     return _run(form, act, "Seats changed.", _org_back(org_id))
+
+
+@bp.post("/organisations/<int:org_id>/domains")
+@staff_required
+def organisation_domains(org_id: int):
+    form = DomainsForm(prefix="domains")
+    return _run(form, lambda: services.set_organisation_domains(current_user, org_id, form.domains.data or ""),
+                "Domains saved: readers with a confirmed address on them can claim a seat.", _org_back(org_id))
 
 
 @bp.post("/organisations/<int:org_id>/comp")

@@ -376,8 +376,8 @@ def _billing_action(action):
 
 
 def create_organisation(actor: Account, new: org_billing.NewInvoiced) -> org_billing.Created:
-    """An organisation paying by invoice: made at Stripe first, then committed, then its
-    contact is told (a new contact gets the link to choose a password)."""
+    """An organisation paying by invoice: made at Stripe first, then committed with the mail
+    that tells its contact (a new contact gets the link to choose a password)."""
     created = _billing_action(lambda session: org_billing.create_invoiced(session, get_gateway(), new))
     org = created.organisation
     _audit(actor, "organisation_create", created.contact, org, name=org.name, slug=org.slug, seats=org.seats,
@@ -385,8 +385,8 @@ def create_organisation(actor: Account, new: org_billing.NewInvoiced) -> org_bil
            level=org.level.name if org.level else None, price=org.level.stripe_price_id if org.level else None,
            customer=created.customer_id, subscription=created.subscription_id, contact=created.contact.email,
            contact_created=created.contact_created)
-    get_session().commit()
     org_billing.tell_contact(org, created.contact, created.contact_created)
+    get_session().commit()  # the organisation, its audit and the contact's mail together
     return created
 
 
@@ -398,6 +398,13 @@ def change_organisation_seats(actor: Account, org_id: int, seats: int) -> org_bi
            asked=seats, suspended=change.suspended, subscription=org.stripe_subscription_id)
     get_session().commit()
     return change
+
+
+def set_organisation_domains(actor: Account, org_id: int, text: str) -> Organisation:
+    org, before, after = _billing_action(lambda session: org_billing.set_domains(session, org_id, text))
+    _audit(actor, "organisation_domains", None, org, before=before, after=after)
+    get_session().commit()
+    return org
 
 
 def comp_organisation(actor: Account, org_id: int, reason: str, until: datetime | None) -> Organisation:

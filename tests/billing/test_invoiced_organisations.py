@@ -144,7 +144,7 @@ def test_the_paid_invoice_ends_the_trial_and_the_subscription_decides(app, clien
 
 
 def test_an_existing_reader_is_the_contact_and_no_account_is_made(app, stripe_orgs, level):
-    contact = make_account(app, email="billing@unicef.org", name="Existing Contact")
+    contact = make_account(app, email="billing@unicef.org", name="Existing Contact", verified=True)
     create_org(app, level, contact_name="")
     assert organisation(app).admin_account_id == contact
     with app.app_context():
@@ -152,6 +152,30 @@ def test_an_existing_reader_is_the_contact_and_no_account_is_made(app, stripe_or
                                     .where(Account.email == "billing@unicef.org")) == 1
     (mail,) = [m for m in app.extensions["mail_outbox"] if m["To"] == "billing@unicef.org"]
     assert "/reset/" not in mail.get_content()
+
+
+def test_an_unproved_account_on_the_contacts_address_is_taken_back_for_its_owner(app, stripe_orgs, level):
+    """Anyone can sign up with anyone's address: a squatter's account must not become the
+    organisation's admin. Its password is replaced, its sessions end, and the address's owner
+    chooses a password through the mailed link."""
+    from service.models import LoginSession
+
+    from ..support.factories import PASSWORD
+    from ..support.web import login
+
+    squatter = make_account(app, email="billing@unicef.org", name="Squatter")
+    squatter_browser = app.test_client()
+    login(squatter_browser, "billing@unicef.org", PASSWORD)
+    assert squatter_browser.get("/account").status_code == 200
+    create_org(app, level, contact_name="")
+    assert organisation(app).admin_account_id == squatter
+    assert squatter_browser.get("/account").status_code in (302, 401)  # signed out
+    assert login(app.test_client(), "billing@unicef.org", PASSWORD).status_code == 422  # old password gone
+    (mail,) = [m for m in app.extensions["mail_outbox"] if m["To"] == "billing@unicef.org"]
+    assert "/reset/" in mail.get_content()
+    with app.app_context():
+        assert get_session().scalar(select(func.count()).select_from(LoginSession).where(
+            LoginSession.account_id == squatter, LoginSession.ended_at.is_(None))) == 0
 
 
 @pytest.mark.parametrize("fields, message", [

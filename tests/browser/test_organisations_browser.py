@@ -12,6 +12,7 @@ from service.domain.membership import MembershipStatus
 from service.membership.service import is_entitled
 from service.models import NewsletterOutbox
 
+from ..support.wait import poll
 from .checks import check_page
 
 
@@ -47,7 +48,11 @@ def test_buy_seats_invite_and_accept_in_chromium_at_390px(served_demo, browser, 
     page.get_by_role("button", name="Send invitation").click()
     check_page(page)
     assert "Invitation sent to colleague@sahel.example" in page.content()
-    mail = [m for m in app.extensions["mail_outbox"] if m["To"] == "colleague@sahel.example"][-1]
+    def sent():  # delivered just after the response
+        return [m for m in app.extensions.get("mail_outbox", []) if m["To"] == "colleague@sahel.example"]
+
+    assert poll(sent)
+    mail = sent()[-1]
     link = re.search(r"(http://127\.0\.0\.1:\d+/organisations/invitations/\S+)", mail.get_content()).group(1)
 
     colleague_context = browser.new_context(viewport={"width": 390, "height": 844})

@@ -189,36 +189,119 @@ def test_ten_seats_take_ten_invitations_and_refuse_the_eleventh(app, client, lev
     assert app.test_client().get(links[10]).status_code == 200
 
 
+def _invitation_path(app, client, email: str) -> str:
+    login(client, "admin@relief.example", PASSWORD)
+    assert _invite(client, "relief-network", email).status_code == 303
+    logout(client)
+    return link_in(mails_to(app, email.lower())[-1], "/organisations/invitations/")
+
+
 def test_an_invitation_link_is_single_use_and_a_get_never_burns_it(app, client, level):
     admin = make_account(app, email="admin@relief.example")
     active_org(app, client, admin_id=admin, seats=3)
-    existing = make_account(app, email="colleague@relief.example", name="Colleague")
-    login(client, "admin@relief.example", PASSWORD)
-    _invite(client, "relief-network", "Colleague@Relief.example")
-    path = link_in(mails_to(app, "colleague@relief.example")[-1], "/organisations/invitations/")
+    path = _invitation_path(app, client, "New@Relief.example")
     guest = app.test_client()
     for _ in range(3):  # a mail scanner opening the link
         assert guest.get(path).status_code == 200
     page = guest.get(path).get_data(as_text=True)
-    assert "Accepting signs you in as colleague@relief.example" in page
-    resp = guest.post(path, data={"csrf_token": csrf_from(page), "newsletter": "y"})
+    assert "Create your account" in page
+    resp = guest.post(path, data={"csrf_token": csrf_from(page), "name": "New Reader",
+                                  "password": "a long password here", "newsletter": "y"})
     assert resp.status_code == 303
-    m = member(app, existing)
-    assert m.status == MembershipStatus.ORGANISATION
     with app.app_context():
-        assert get_session().get(Account, existing).email_verified_at is not None
-    again = app.test_client()
-    assert again.get(path).status_code == 404
+        acc = get_session().scalars(select(Account).where(Account.email == "new@relief.example")).one()
+        assert acc.email_verified_at is not None and acc.membership.status == MembershipStatus.ORGANISATION
+    assert app.test_client().get(path).status_code == 404
 
 
-def test_a_staff_address_cannot_be_invited(app, client, level):
+def test_a_proved_account_accepts_only_signed_in_with_its_own_password(app, client, level):
+    """The link proves the address, not the account: it never opens an account whose owner has
+    a password of their own (a forwarded invitation would otherwise be a 7-day login)."""
+    admin = make_account(app, email="admin@relief.example")
+    active_org(app, client, admin_id=admin, seats=3)
+    colleague = make_account(app, email="colleague@relief.example", verified=True)
+    path = _invitation_path(app, client, "colleague@relief.example")
+    stranger = app.test_client()
+    page = stranger.get(path).get_data(as_text=True)
+    assert "Sign in as colleague@relief.example" in page and "Accept the seat" not in page
+    resp = stranger.post(path, data={"csrf_token": csrf(stranger, "/login"), "newsletter": "y"})
+    assert resp.status_code == 409 and stranger.get("/account").status_code in (302, 401)
+    assert member(app, colleague).status == MembershipStatus.PENDING
+    owner = app.test_client()
+    login(owner, "colleague@relief.example", PASSWORD)
+    page = owner.get(path).get_data(as_text=True)
+    assert "Accept the seat" in page
+    assert owner.post(path, data={"csrf_token": csrf_from(page), "newsletter": "y"}).status_code == 303
+    assert member(app, colleague).status == MembershipStatus.ORGANISATION
+
+
+def test_an_unproved_account_on_the_invited_address_is_taken_back_by_its_owner(app, client, level):
+    """Pre-hijacking: a squatter signs up with the colleague's address before the invitation.
+    Accepting makes the address's owner choose a new password and ends the squatter's sessions."""
+    admin = make_account(app, email="admin@relief.example")
+    active_org(app, client, admin_id=admin, seats=3)
+    squatter = make_account(app, email="colleague@relief.example", name="Squatter")
+    squatter_browser = app.test_client()
+    login(squatter_browser, "colleague@relief.example", PASSWORD)
+    path = _invitation_path(app, client, "colleague@relief.example")
+    owner = app.test_client()
+    page = owner.get(path).get_data(as_text=True)
+    assert "Choose a password" in page
+    resp = owner.post(path, data={"csrf_token": csrf_from(page), "newsletter": "y"})
+    assert resp.status_code == 422  # a password is required
+    page = owner.get(path).get_data(as_text=True)
+    resp = owner.post(path, data={"csrf_token": csrf_from(page), "password": "the owners password",
+                                  "newsletter": "y"})
+    assert resp.status_code == 303 and owner.get("/account").status_code == 200
+    assert squatter_browser.get("/account").status_code in (302, 401)
+    assert login(app.test_client(), "colleague@relief.example", PASSWORD).status_code == 422
+    assert member(app, squatter).status == MembershipStatus.ORGANISATION
+
+
+def test_invitations_are_withdrawn_when_accepted_revoked_or_the_seat_removed(app, client, level):
+    admin = make_account(app, email="admin@relief.example")
+    org_id, _ = active_org(app, client, admin_id=admin, seats=3)
+    first = _invitation_path(app, client, "twice@relief.example")
+    second = _invitation_path(app, client, "twice@relief.example")
+    guest = app.test_client()
+    page = guest.get(first).get_data(as_text=True)
+    guest.post(first, data={"csrf_token": csrf_from(page), "name": "Twice", "password": "a long password here"})
+    assert app.test_client().get(second).status_code == 404  # the spare link died with the acceptance
+    revoked = _invitation_path(app, client, "revoked@relief.example")
+    login(client, "admin@relief.example", PASSWORD)
+    resp = post_form(client, "/organisations/relief-network/invitations/revoke", {"email": "revoked@relief.example"},
+                     form_path="/organisations/relief-network")
+    assert resp.status_code == 303
+    assert app.test_client().get(revoked).status_code == 404
+    with app.app_context():
+        assert get_session().scalar(select(func.count(AuditLog.id)).where(
+            AuditLog.action == "seat_invitation_revoked", AuditLog.target_organisation_id == org_id)) == 1
+
+
+def test_a_staff_address_is_answered_like_any_other_and_sent_nothing(app, client, level):
     admin = make_account(app, email="admin@relief.example")
     make_account(app, email="editor@dawns.example", role=Role.STAFF, status=None)
     active_org(app, client, admin_id=admin, seats=3)
     login(client, "admin@relief.example", PASSWORD)
-    resp = _invite(client, "relief-network", "editor@dawns.example")
-    assert resp.status_code == 422 and "cannot take a seat" in resp.get_data(as_text=True)
+    staff = _invite(client, "relief-network", "editor@dawns.example")
+    reader = _invite(client, "relief-network", "someone@relief.example")
+    assert staff.status_code == reader.status_code == 303
     assert mails_to(app, "editor@dawns.example") == []
+
+
+@pytest.mark.parametrize("name", ["Evil\r\nBcc: x@y.example", "Tab\there"])
+def test_an_organisation_name_on_more_than_one_line_is_refused(app, client, stripe_api, level, name):
+    make_account(app, email="buyer@relief.example")
+    login(client, "buyer@relief.example", PASSWORD)
+    resp = post_form(client, "/organisations/join", {"organisation": name, "seats": "5"})
+    assert resp.status_code == 422 and "on one line" in resp.get_data(as_text=True)
+    assert stripe_api.calls("POST", "/v1/checkout/sessions") == []
+
+
+def test_an_organisation_named_like_a_page_gets_another_slug(app, client, level):
+    make_org(app, admin_id=None, name="Join")
+    with app.app_context():
+        assert get_session().scalars(select(Organisation.slug)).one() == "join-2"
 
 
 # --- domain claims -----------------------------------------------------------------------------
@@ -228,7 +311,9 @@ def test_a_domain_claim_needs_a_verified_address(app, client, level):
     reader = make_account(app, email="ana@unicef.example", name="Ana")
     login(client, "ana@unicef.example", PASSWORD)
     resp = post_form(client, "/organisations/relief-network/claim", {"newsletter": "y"})
-    assert resp.status_code == 200 and "Check your email" in resp.get_data(as_text=True)
+    assert resp.status_code == 303  # to a page of its own: reloading it sends nothing more
+    assert "Check your email" in client.get(resp.headers["Location"]).get_data(as_text=True)
+    assert len(mails_to(app, "ana@unicef.example")) == 1
     assert seats(app, org_id) == {} and not entitled(app, reader)
     path = link_in(mails_to(app, "ana@unicef.example")[-1], "/organisations/claim/")
     page = client.get(path)
@@ -238,6 +323,24 @@ def test_a_domain_claim_needs_a_verified_address(app, client, level):
     assert seats(app, org_id) == {"ana@unicef.example": "active"}
     assert entitled(app, reader) and member(app, reader).status == MembershipStatus.ORGANISATION
     assert client.post(path, data={"csrf_token": csrf(client, "/account")}).status_code == 404  # used
+
+
+def test_a_claim_link_takes_a_seat_only_for_the_signed_in_account_that_asked(app, client, level):
+    """A squatter's unproved account on the domain asks for the link: its owner opening it must
+    not be signed in to the squatter's account, nor give it the seat."""
+    org_id, _ = active_org(app, client, admin_id=None, seats=5, domains=["unicef.example"])
+    make_account(app, email="victim@unicef.example", name="Squatter")
+    login(client, "victim@unicef.example", PASSWORD)
+    post_form(client, "/organisations/relief-network/claim", {"newsletter": "y"})
+    path = link_in(mails_to(app, "victim@unicef.example")[-1], "/organisations/claim/")
+    owner = app.test_client()  # the address's owner, who cannot sign in to the squatter's account
+    assert owner.get(path).status_code in (302, 401)
+    other = make_account(app, email="other@unicef.example", verified=True)
+    login(owner, "other@unicef.example", PASSWORD)
+    page = owner.get(path)
+    resp = owner.post(path, data={"csrf_token": csrf_from(page.get_data(as_text=True))})
+    assert resp.status_code == 409
+    assert seats(app, org_id) == {} and not entitled(app, other)
 
 
 def test_a_verified_reader_on_the_domain_claims_at_once_and_another_domain_is_refused(app, client, level):
@@ -272,7 +375,10 @@ def test_removing_a_seat_ends_entitlement_and_dawns_follows_the_policy(app, clie
     login(client, "admin@relief.example", PASSWORD)
     with app.app_context():
         seat_id = get_session().scalar(select(Seat.id).where(Seat.account_id == reader))
-    resp = post_form(client, f"/organisations/relief-network/seats/{seat_id}/remove", {},
+    unconfirmed = post_form(client, f"/organisations/relief-network/seats/{seat_id}/remove", {},
+                            form_path="/organisations/relief-network")
+    assert unconfirmed.status_code == 303 and entitled(app, reader)  # not without the box ticked
+    resp = post_form(client, f"/organisations/relief-network/seats/{seat_id}/remove", {"confirm": "y"},
                      form_path="/organisations/relief-network")
     assert resp.status_code == 303
     assert not entitled(app, reader) and member(app, reader).status == MembershipStatus.PENDING
@@ -400,3 +506,133 @@ def test_only_its_admin_manages_an_organisation(app, client, level):
         assert get_session().scalar(select(func.count(AccountToken.id))) == 0
     anonymous = app.test_client()
     assert anonymous.get("/organisations/relief-network").status_code in (302, 401)
+
+
+# --- reconcile after missed webhooks -------------------------------------------------------------
+
+def test_reconcile_settles_a_missed_organisation_checkout_and_never_links_its_customer_by_email(
+        app, client, runner, stripe_api, level):
+    """The buyer paid, but checkout.session.completed was lost and the success page never
+    reached: reconcile fulfils our open Checkout (the customer goes to the organisation), and the
+    seats' subscription never makes the buyer an active member through the email fallback."""
+    buyer = make_account(app, email="buyer@relief.example", verified=True)
+    login(client, "buyer@relief.example", PASSWORD)
+    stripe_api.on("POST", "/v1/checkout/sessions", Reply(200, checkout_session(
+        id="cs_org_lost", member_id=buyer, email="buyer@relief.example", customer=None, status="open",
+        url="https://checkout.stripe.com/c/pay/cs_org_lost")))
+    post_form(client, "/organisations/join", {"organisation": "Relief Network", "seats": "4"})
+    sub = org_subscription(id="sub_org_lost", customer="cus_org_lost", quantity=4)
+    stripe_api.on("GET", "/v1/subscriptions", Reply(200, {"object": "list", "data": [sub], "has_more": False}))
+    SubscriptionTruth(stripe_api).set(sub)
+    stripe_api.on("GET", "/v1/customers/cus_org_lost", Reply(200, {"id": "cus_org_lost", "object": "customer",
+                                                                    "email": "buyer@relief.example"}))
+    stripe_api.on("GET", "/v1/checkout/sessions/cs_org_lost", Reply(200, checkout_session(
+        id="cs_org_lost", member_id=buyer, email="buyer@relief.example", customer="cus_org_lost",
+        subscription="sub_org_lost")))
+    result = runner.invoke(args=["stripe", "reconcile"])
+    assert result.exit_code == 0, result.output
+    assert "checkout cs_org_lost: completed, fulfilled (organisation)" in result.output
+    with app.app_context():
+        o = get_session().scalars(select(Organisation)).one()
+        assert (o.status, o.seats, o.stripe_customer_id) == (MembershipStatus.ACTIVE, 4, "cus_org_lost")
+    assert member(app, buyer).status == MembershipStatus.PENDING
+
+
+def test_reconcile_never_links_a_seats_subscription_to_a_reader_by_email(app, runner, stripe_api, level):
+    """A subscription to seats made outside any Checkout of ours (the Dashboard): its customer's
+    address is a reader's, yet it pays for an organisation, never for that reader."""
+    reader = make_account(app, email="reader@relief.example", verified=True)
+    sub = org_subscription(id="sub_org_dash", customer="cus_org_dash", quantity=3)
+    stripe_api.on("GET", "/v1/subscriptions", Reply(200, {"object": "list", "data": [sub], "has_more": False}))
+    SubscriptionTruth(stripe_api).set(sub)
+    stripe_api.on("GET", "/v1/customers/cus_org_dash", Reply(200, {"id": "cus_org_dash", "object": "customer",
+                                                                    "email": "reader@relief.example"}))
+    assert runner.invoke(args=["stripe", "reconcile"]).exit_code == 0
+    assert member(app, reader).status == MembershipStatus.PENDING
+    with app.app_context():
+        assert get_session().scalars(select(StripeCustomer.account_id).where(
+            StripeCustomer.stripe_id == "cus_org_dash")).first() is None
+
+
+def test_a_second_organisation_checkout_expires_the_first(app, client, stripe_api, level):
+    buyer = make_account(app, email="buyer@relief.example")
+    login(client, "buyer@relief.example", PASSWORD)
+    made = iter(["cs_org_a", "cs_org_b"])
+
+    def create(rec):
+        sid = next(made)
+        return Reply(200, checkout_session(id=sid, member_id=buyer, email="buyer@relief.example", customer=None,
+                                           status="open", url=f"https://checkout.stripe.com/c/pay/{sid}"))
+    stripe_api.on("POST", "/v1/checkout/sessions", create)
+    stripe_api.on("GET", "/v1/checkout/sessions/cs_org_a", Reply(200, checkout_session(
+        id="cs_org_a", member_id=buyer, email="buyer@relief.example", customer=None, status="open")))
+    stripe_api.on("POST", "/v1/checkout/sessions/cs_org_a/expire", Reply(200, checkout_session(
+        id="cs_org_a", member_id=buyer, email="buyer@relief.example", customer=None, status="expired")))
+    for _ in range(2):
+        assert post_form(client, "/organisations/join", {"organisation": "Relief Network", "seats": "4"}
+                         ).status_code == 303
+    assert len(stripe_api.calls("POST", "/v1/checkout/sessions/cs_org_a/expire")) == 1
+    with app.app_context():
+        assert get_session().scalar(select(func.count(Organisation.id))) == 1  # the unpaid one is reused
+
+
+# --- what the admin does on their page ---------------------------------------------------------
+
+def test_the_admin_changes_the_number_of_seats_in_stripe_and_takes_one_for_themselves(app, client, stripe_api,
+                                                                                      level):
+    admin = make_account(app, email="admin@relief.example")
+    org_id, sub = active_org(app, client, admin_id=admin, seats=3)
+    raised = org_subscription(id=sub["id"], customer=sub["customer"], quantity=8)
+    raised["items"]["data"][0]["id"] = sub["items"]["data"][0]["id"]
+    stripe_api.on("POST", f"/v1/subscriptions/{sub['id']}", Reply(200, raised))
+    SubscriptionTruth(stripe_api).set(raised)
+    login(client, "admin@relief.example", PASSWORD)
+    resp = post_form(client, "/organisations/relief-network/seats/number", {"seats": "8"},
+                     form_path="/organisations/relief-network")
+    assert resp.status_code == 303
+    (req,) = stripe_api.calls("POST", f"/v1/subscriptions/{sub['id']}")
+    assert req.form["items[0][id]"] == sub["items"]["data"][0]["id"] and req.form["items[0][quantity]"] == "8"
+    assert req.form["proration_behavior"] == "create_prorations"
+    assert org(app, org_id).seats == 8
+    assert not entitled(app, admin)
+    assert post_form(client, "/organisations/relief-network/seats/mine", {},
+                     form_path="/organisations/relief-network").status_code == 303
+    assert entitled(app, admin) and member(app, admin).status == MembershipStatus.ORGANISATION
+    with app.app_context():
+        assert get_session().scalar(select(func.count(AuditLog.id)).where(
+            AuditLog.action == "organisation_seats", AuditLog.actor_id == admin)) == 1
+
+
+def test_a_seat_the_admin_removed_is_not_claimed_back_by_domain(app, client, level):
+    admin = make_account(app, email="admin@relief.example")
+    org_id, _ = active_org(app, client, admin_id=admin, seats=3, domains=["relief.example"])
+    carol = make_account(app, email="carol@relief.example", verified=True)
+    give_seat(app, org_id, carol)
+    with app.app_context():
+        seat_id = get_session().scalar(select(Seat.id).where(Seat.account_id == carol))
+    login(client, "admin@relief.example", PASSWORD)
+    post_form(client, f"/organisations/relief-network/seats/{seat_id}/remove", {"confirm": "y"},
+              form_path="/organisations/relief-network")
+    logout(client)
+    login(client, "carol@relief.example", PASSWORD)
+    resp = post_form(client, "/organisations/relief-network/claim", {"newsletter": "y"})
+    assert resp.status_code == 409 and "removed by its admin" in resp.get_data(as_text=True)
+    assert not entitled(app, carol)
+
+
+def test_staff_set_the_domains_of_an_organisation_bought_by_card(app, client, level):
+    from ..support.staff import client_as
+
+    org_id, _ = active_org(app, client, admin_id=None, seats=3)
+    staff = client_as(app, "staff")
+    resp = post_form(staff, f"/staff/organisations/{org_id}/domains",
+                     {"domains-domains": "Unicef.example, @who.example", "domains-confirm": "y"},
+                     form_path=f"/staff/organisations/{org_id}")
+    assert resp.status_code in (302, 303)
+    assert org(app, org_id).domains == ["unicef.example", "who.example"]
+    bad = post_form(staff, f"/staff/organisations/{org_id}/domains",
+                    {"domains-domains": "not a domain", "domains-confirm": "y"}, form_path=f"/staff/organisations/{org_id}")
+    assert bad.status_code in (302, 303) and org(app, org_id).domains == ["unicef.example", "who.example"]
+    with app.app_context():
+        assert get_session().scalar(select(func.count(AuditLog.id)).where(
+            AuditLog.action == "organisation_domains", AuditLog.target_organisation_id == org_id)) == 1
