@@ -113,6 +113,8 @@ def from_environment(env_file: bool = True) -> dict[str, Any]:
         "RATELIMIT_LOGIN": env.get("RATELIMIT_LOGIN", "10 per minute"),
         "RATELIMIT_JOIN": env.get("RATELIMIT_JOIN", "60 per hour"),
         "RATELIMIT_RESET": env.get("RATELIMIT_RESET", "5 per hour"),
+        # Asking for a sign-in link: per IP and, separately, per address.
+        "RATELIMIT_SIGNIN_LINK": env.get("RATELIMIT_SIGNIN_LINK", "5 per hour"),
         "RATELIMIT_SUCCESS": env.get("RATELIMIT_SUCCESS", "30 per minute"),
         "RATELIMIT_API": env.get("RATELIMIT_API", "6000 per minute"),
         # The paywall route remembers a live token this long (a revocation reaches it this late).

@@ -98,6 +98,7 @@ TEST_CONFIG = {
     "RATELIMIT_LOGIN": "1000 per minute",
     "RATELIMIT_JOIN": "1000 per minute",
     "RATELIMIT_RESET": "1000 per minute",
+    "RATELIMIT_SIGNIN_LINK": "1000 per minute",
     "RATELIMIT_SUCCESS": "1000 per minute",
     "RATELIMIT_STORAGE_URI": "memory://",
     # Tests change the catalogue behind the service's back; the cache is tested on its own.

@@ -96,7 +96,8 @@ def invite(admin: Account, slug: str, email: str) -> None:
     email = normalize_email(email)
     count = seat_count(session, org)
     if count.used >= org.seats:
-        raise SeatError(f"All {org.seats} seats are taken: remove a seat or add seats first.")
+        taken = f"All {org.seats} seats are" if org.seats != 1 else "The one seat is"
+        raise SeatError(f"{taken} taken: remove a seat or add seats first.")
     holder = session.scalar(select(Seat.id).join(Account, Account.id == Seat.account_id).where(
         Seat.organisation_id == org.id, Seat.status != REMOVED, Account.email == email))
     if holder is not None:

@@ -54,7 +54,7 @@ class Applied:
 
 
 def _get_or_create(session: Session, model: type, lookup: dict[str, Any], defaults: dict[str, Any],
-                   probably_missing: bool = False):
+                   probably_missing: bool = False, report: bool = False):
     """Race-safe get-or-create on a unique column; the row comes back locked.
 
     A missing row costs one INSERT ... ON CONFLICT DO NOTHING RETURNING (no savepoint): when
@@ -67,14 +67,15 @@ def _get_or_create(session: Session, model: type, lookup: dict[str, Any], defaul
     if not probably_missing:
         row = session.scalars(stmt, params).first()
         if row is not None:
-            return row
+            return (row, False) if report else row
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     created = session.scalars(insert(model).values(**lookup, **defaults)
                               .on_conflict_do_nothing(index_elements=[key]).returning(model),
                               execution_options={"populate_existing": True}).first()
     if created is not None:
-        return created
-    return session.scalars(stmt.execution_options(populate_existing=True), params).one()
+        return (created, True) if report else created
+    found = session.scalars(stmt.execution_options(populate_existing=True), params).one()
+    return (found, False) if report else found
 
 
 @functools.cache
@@ -175,28 +176,35 @@ def remember_customer(session: Session, account: Account) -> None:
 
 
 def _lock_subscription(session: Session, subscription_id: str, customer_id: str,
-                       probably_missing: bool = False) -> StripeSubscription:
+                       probably_missing: bool = False,
+                       initial: tuple[SubscriptionSnapshot, datetime] | None = None) -> tuple[StripeSubscription, bool]:
+    """The subscription row, locked; made when missing, already holding `initial` (a snapshot
+    and its time) if given, so that a new subscription's first event costs one statement, not
+    two. Returns (row, whether it was made with `initial`)."""
     now = datetime.now(timezone.utc)
-    return _get_or_create(
-        session,
-        StripeSubscription,
-        {"stripe_id": subscription_id},
-        {"customer_stripe_id": customer_id, "status": "incomplete", "snapshot_at": NEVER_READ, "items": [],
-         "cancel_at_period_end": False, "created_at": now, "updated_at": now},
-        probably_missing,
-    )
+    values: dict[str, Any] = {"customer_stripe_id": customer_id, "status": "incomplete", "snapshot_at": NEVER_READ,
+                              "items": [], "cancel_at_period_end": False, "created_at": now, "updated_at": now}
+    if initial is not None:
+        values.update(_snapshot_values(*initial))
+    row, made = _get_or_create(session, StripeSubscription, {"stripe_id": subscription_id}, values,
+                               probably_missing, report=True)
+    return row, made and initial is not None
 
 
-def _copy_snapshot(session: Session, row: StripeSubscription, snap: SubscriptionSnapshot,
-                   snapshot_at: datetime) -> None:
-    """Write the snapshot to the (locked) row now, in one statement."""
-    write_now(session, row, {
+def _snapshot_values(snap: SubscriptionSnapshot, snapshot_at: datetime) -> dict[str, Any]:
+    return {
         "customer_stripe_id": snap.customer_id, "status": snap.status, "price_id": snap.price_id,
         "items": [dict(i) for i in snap.items], "current_period_end": snap.current_period_end,
         "current_period_start": snap.current_period_start, "cancel_at_period_end": snap.cancel_at_period_end,
         "cancel_at": snap.cancel_at, "canceled_at": snap.canceled_at, "ended_at": snap.ended_at,
         "stripe_created_at": snap.created_at, "snapshot_at": snapshot_at,
-    })
+    }
+
+
+def _copy_snapshot(session: Session, row: StripeSubscription, snap: SubscriptionSnapshot,
+                   snapshot_at: datetime) -> None:
+    """Write the snapshot to the (locked) row now, in one statement."""
+    write_now(session, row, _snapshot_values(snap, snapshot_at))
 
 
 _CUSTOMER_OWNER_MEMBERSHIP = (
@@ -221,17 +229,20 @@ _SUBSCRIPTION_AND_OWNER = (
 Owner = tuple[StripeCustomer, Account | None, Membership | None]
 
 
-def _lock_with_owner(session: Session, subscription_id: str, customer_id: str
-                     ) -> tuple[StripeSubscription, Owner | None]:
+def _lock_with_owner(session: Session, subscription_id: str, customer_id: str,
+                     initial: tuple[SubscriptionSnapshot, datetime] | None = None
+                     ) -> tuple[StripeSubscription, Owner | None, bool]:
     """The subscription row, locked, and in the usual case (a known subscription of a linked
     customer with a membership) its customer and membership too, in one statement. The locks
     are taken in the usual order: subscription, customer, membership."""
     with session.no_autoflush:
         found = session.execute(_SUBSCRIPTION_AND_OWNER, {"subscription": subscription_id}).first()
     if found is not None and (not customer_id or found[0].customer_stripe_id == customer_id):
-        return found[0], (found[1], found[2], found[3])
+        return found[0], (found[1], found[2], found[3]), False
     # Not there, or its customer is not linked yet: a new subscription is the usual reason.
-    return _lock_subscription(session, subscription_id, customer_id, probably_missing=found is None), None
+    row, made = _lock_subscription(session, subscription_id, customer_id, probably_missing=found is None,
+                                   initial=initial)
+    return row, None, made
 
 
 def _customer_and_owner(session: Session, customer_id: str
@@ -291,8 +302,10 @@ def apply_subscription_event(
 ) -> Applied:
     """A subscription snapshot carried by an event created at `created`."""
     snap = snapshot_from_subscription(obj)
-    row, owner_locked = _lock_with_owner(session, snap.id, snap.customer_id)
-    if created > row.snapshot_at:
+    row, owner_locked, made = _lock_with_owner(session, snap.id, snap.customer_id, initial=(snap, created))
+    if made:
+        how = "applied"  # a new row, made holding this snapshot
+    elif created > row.snapshot_at:
         _copy_snapshot(session, row, snap, created)
         how = "applied"
     elif created == row.snapshot_at:
@@ -312,7 +325,7 @@ def sync_subscription(
     account: Account | None = None,
 ) -> Applied:
     """Read the subscription from Stripe under the row lock and apply it (it is the newest truth)."""
-    row, owner_locked = _lock_with_owner(session, subscription_id, customer_id or "")
+    row, owner_locked, _made = _lock_with_owner(session, subscription_id, customer_id or "")
     fetched = gateway.retrieve_subscription(subscription_id)
     return _apply_read(session, row, fetched.obj, fetched.as_of, account, owner_locked)
 

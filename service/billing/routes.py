@@ -21,6 +21,17 @@ log = logging.getLogger("service.billing.webhooks")
 bp = Blueprint("billing", __name__)
 
 
+@bp.get("/account/billing/fix")
+@login_required
+def fix_payment():
+    """The payment-failed mail's link. A Portal session expires within minutes, so the mail
+    links here; the button makes a fresh one (POST /account/billing) when the reader clicks."""
+    membership = current_user.membership
+    return render_template("billing/fix.html", form=ActionForm(),
+                           has_billing=checkout.current_customer_id(current_user) is not None,
+                           status=membership.status.value if membership else None)
+
+
 @bp.post("/account/billing")
 @login_required
 def manage_billing():

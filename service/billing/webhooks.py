@@ -13,10 +13,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ..accounts import email_change
-from ..domain.membership import Role
+from ..domain.membership import Interval, MembershipStatus, Role
 from ..membership.organisations import recompute_organisation
+from ..membership import reader_mail
 from ..membership.service import flag, recompute
-from ..models import Account, StripeCustomer
+from ..models import Account, StripeCustomer, StripeSubscription
 from .checkout import fulfil_checkout_session, organisation_checkout
 from .gateway import BillingGateway
 from .lifecycle import (
@@ -111,7 +112,13 @@ def handle(session: Session, gateway: BillingGateway, event: dict[str, Any]) -> 
                     applied.organisation.first_paid_at = created
                     recompute_organisation(session, applied.organisation)
                 return Outcome(EventOutcome.APPLIED, note=f"organisation {applied.organisation.slug}")
-            return Outcome(EventOutcome.APPLIED if applied.account else EventOutcome.UNLINKED, applied.account)
+            note = None
+            if t == "invoice.payment_failed" and applied.account is not None:
+                note = _tell_payment_failed(session, applied.account, applied.subscription, obj)
+            return Outcome(EventOutcome.APPLIED if applied.account else EventOutcome.UNLINKED, applied.account,
+                           note)
+        case "invoice.upcoming":
+            return _invoice_upcoming(session, obj)
         case "customer.updated":
             return _customer_updated(session, gateway, obj, created)
         case "customer.deleted":
@@ -150,6 +157,56 @@ def _invoice_subscription(invoice: dict[str, Any]) -> str | None:
     if isinstance(sub, dict):
         return sub.get("id")
     return sub
+
+
+# Subscription states in which a failed payment can still be put right with a new card (an
+# incomplete first payment is retried in Checkout itself; a canceled one gets "membership ended").
+_FIXABLE = {"active", "past_due", "unpaid"}
+
+
+def _tell_payment_failed(session: Session, account: Account, subscription: StripeSubscription,
+                         invoice: dict[str, Any]) -> str | None:
+    """The payment-failed mail, queued in the event's transaction: it commits with the event's
+    outcome (an event stored once is applied once; a retried attempt rolled the mail back)."""
+    membership = account.membership
+    if membership is None or membership.stripe_subscription_id != subscription.stripe_id:
+        return None  # not the subscription that pays for their membership
+    if subscription.status not in _FIXABLE:
+        return None
+    attempt = invoice.get("next_payment_attempt")
+    reader_mail.payment_failed(session, account, amount=invoice.get("amount_due"), currency=invoice.get("currency"),
+                               next_attempt=_ts(attempt) if attempt else None)
+    return "payment failed: the member was told, with a link to update their card"
+
+
+def _invoice_upcoming(session: Session, invoice: dict[str, Any]) -> Outcome:
+    """A yearly membership renews soon (Stripe sends this some days before, per the Dashboard's
+    setting): remind the member, once per event. Monthly renewals get nothing; nothing is read
+    from Stripe (the stored subscription says what it is)."""
+    subscription_id = _invoice_subscription(invoice)
+    customer_id = customer_of("invoice.upcoming", invoice)
+    if not subscription_id:
+        return Outcome(EventOutcome.IGNORED, note="upcoming invoice without subscription")
+    row = session.scalars(select(StripeSubscription).where(StripeSubscription.stripe_id == subscription_id)).first()
+    if row is not None and row.organisation_id is not None:
+        return Outcome(EventOutcome.IGNORED, note="organisation subscription: no reader reminder")
+    account = session.get(Account, row.account_id) if row is not None and row.account_id is not None \
+        else find_account_for(session, customer_id=customer_id)
+    if account is None:
+        return Outcome(EventOutcome.IGNORED, note="upcoming invoice for no member")
+    membership = account.membership
+    if (account.role != Role.MEMBER or membership is None or membership.stripe_subscription_id != subscription_id
+            or membership.status != MembershipStatus.ACTIVE or membership.cancel_at_period_end):
+        return Outcome(EventOutcome.IGNORED, account, note="not a renewing membership")
+    if membership.level_interval != Interval.YEAR.value:
+        return Outcome(EventOutcome.IGNORED, account, note="monthly renewal: no reminder")
+    when = invoice.get("next_payment_attempt") or invoice.get("period_end")
+    amount = invoice.get("amount_due")
+    if amount is None:
+        amount = invoice.get("total", membership.level_amount)
+    reader_mail.renewal_reminder(session, account, on=_ts(when) if when else membership.paid_through,
+                                 amount=amount, currency=invoice.get("currency") or membership.level_currency)
+    return Outcome(EventOutcome.APPLIED, account, note="yearly renewal reminder sent")
 
 
 def _money(cents: int, currency: str | None) -> str:

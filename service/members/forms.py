@@ -19,6 +19,20 @@ def _strip(value: str | None) -> str | None:
     return value.strip() if isinstance(value, str) else value
 
 
+def _level_note(level: Level) -> str:
+    if level.interval == Interval.YEAR.value:
+        monthly = format_amount(round(level.amount / 12), level.currency)
+        return f"One payment a year, about {monthly} a month."
+    return "Paid monthly; stop whenever you like."
+
+
+def _give_more_note(minimums: dict[Interval, int | None]) -> str:
+    floors = [per_interval(cents, "usd", interval) for interval, cents in sorted(minimums.items(), key=lambda i: i[0].value)
+              if cents is not None]
+    floor = f" (at least {' or '.join(floors)})" if floors else ""
+    return f"The same membership, at an amount you choose{floor}. Readers who give more keep DAWNS independent."
+
+
 class LevelChoiceForm(FlaskForm):
     """The levels of the catalogue as radio buttons, and "give more": a whole-dollar amount of
     at least the smallest public level of its interval. Works without JavaScript."""
@@ -35,6 +49,9 @@ class LevelChoiceForm(FlaskForm):
         self.minimums = minimums or {}
         self.level.choices = [SelectChoice(str(lv.id), f"{lv.name}: {per_interval(lv.amount, lv.currency, lv.interval)}")
                               for lv in self.offered] + [SelectChoice(CUSTOM, "Give more")]
+        # What the card of each choice says under its name and price (the join page's cards).
+        self.notes = {str(lv.id): _level_note(lv) for lv in self.offered}
+        self.notes[CUSTOM] = _give_more_note(self.minimums)
         if not self.level.data:
             default = next((lv for lv in self.offered if lv.default), self.offered[0] if self.offered else None)
             self.level.data = str(default.id) if default else CUSTOM
@@ -97,6 +114,21 @@ class LoginForm(FlaskForm):
 class ResetRequestForm(FlaskForm):
     email = EmailField(
         "Email",
+        filters=[_strip],
+        validators=[
+            DataRequired("Please enter your email address."),
+            Email("Please enter a valid email address.", check_deliverability=False),
+            Length(max=320),
+        ],
+    )
+
+
+class SignInLinkForm(FlaskForm):
+    """"Email me a sign-in link", the second form on /login (its own id: one page, two emails)."""
+
+    email = EmailField(
+        "Email",
+        id="link-email",
         filters=[_strip],
         validators=[
             DataRequired("Please enter your email address."),

@@ -6,6 +6,7 @@ from flask_login import current_user, login_required
 
 from ..accounts import email_change
 from ..accounts import services as accounts
+from ..accounts import signin_links
 from ..billing import checkout
 from ..billing.gateway import BillingError
 from ..billing.runtime import get_gateway
@@ -25,6 +26,7 @@ from .forms import (
     LoginForm,
     ResetPasswordForm,
     ResetRequestForm,
+    SignInLinkForm,
 )
 
 bp = Blueprint("members", __name__)
@@ -160,7 +162,53 @@ def login():
             return redirect(safe_next(request.args.get("next"), default), code=303)
         form.password.errors.append("That email and password do not match an account.")
     status = 422 if request.method == "POST" else 200
-    return render_template("members/login.html", form=form, next_url=next_url), status
+    return render_template("members/login.html", form=form, link_form=SignInLinkForm(formdata=None),
+                           next_url=next_url), status
+
+
+def _address_key() -> str:
+    """The per-address limit on sign-in link requests (a mailbox is not flooded from many IPs)."""
+    return "signin-link:" + accounts.normalize_email(request.form.get("email", ""))[:320]
+
+
+@bp.post("/login/link")
+@_limit("RATELIMIT_SIGNIN_LINK")
+@limiter.limit(lambda: current_app.config["RATELIMIT_SIGNIN_LINK"], key_func=_address_key, methods=["POST"],
+               scope="signin-link-address")
+def signin_link_request():
+    """"Email me a sign-in link": the same answer whether or not the address has an account."""
+    link_form = SignInLinkForm()
+    next_url = safe_next(request.args.get("next"), "")
+    if not link_form.validate_on_submit():
+        return render_template("members/login.html", form=LoginForm(formdata=None), link_form=link_form,
+                               next_url=next_url), 422
+    signin_links.request_link(link_form.email.data, next_url)
+    return render_template("members/signin_link_sent.html"), 200
+
+
+@bp.route("/login/link/<token>", methods=["GET", "POST"])
+@_limit("RATELIMIT_LOGIN")
+def signin_link(token: str):
+    """GET only shows a "Sign in" button (mail scanners open links); the POST uses the link."""
+    found = signin_links.pending(token)
+    if found is None:
+        return _signin_link_invalid()
+    form = ActionForm()
+    if request.method == "GET" or not form.validate_on_submit():
+        if request.method == "POST":
+            abort(400)  # no CSRF token: the link stays unused
+        return render_template("members/signin_link.html", form=form, email=found.account.email)
+    used = signin_links.use_link(token)
+    if used is None:
+        return _signin_link_invalid()
+    if used.proved_address:
+        flash("Your email address is confirmed. The password this account had no longer works: sign in with "
+              "a link, or choose a new password with \"Forgot your password?\".", "info")
+    return redirect(safe_next(used.next_url, url_for("members.account")), code=303)
+
+
+def _signin_link_invalid():
+    return render_template("members/signin_link_invalid.html", link_form=SignInLinkForm(formdata=None)), 400
 
 
 @bp.route("/logout", methods=["GET", "POST"])

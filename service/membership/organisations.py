@@ -249,7 +249,8 @@ def take_seat(session: Session, org: Organisation, account: Account, how: str,
     seat = live_seat(session, locked, account)
     if seat is None:
         if seat_count(session, locked).used >= locked.seats:
-            raise SeatError(f"All {locked.seats} seats of {locked.name} are taken. "
+            taken = f"All {locked.seats} seats" if locked.seats != 1 else "The one seat"
+            raise SeatError(f"{taken} of {locked.name} {'are' if locked.seats != 1 else 'is'} taken. "
                             "Ask your organisation's admin for more.")
         seat = Seat(organisation_id=locked.id, account_id=account.id, status=ACTIVE, how=how, taken_at=utcnow())
         session.add(seat)

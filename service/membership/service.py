@@ -22,6 +22,7 @@ from ..domain.membership import (
     ENTITLEMENT,
     PAYING,
     Comp,
+    Role,
     Derived,
     MembershipStatus,
     Parts,
@@ -45,7 +46,7 @@ from ..models import (
     StripeCustomer,
     StripeSubscription,
 )
-from . import catalogue
+from . import catalogue, reader_mail
 
 log = logging.getLogger("service.membership")
 
@@ -190,6 +191,7 @@ def recompute(session: Session, account: Account, membership: Membership | None 
     away: this runs for every Stripe event the worker applies."""
     membership = membership or membership_for(session, account)
     now = utcnow()
+    before, was_entitled = membership.status, _entitled_before(membership, now)
     derived = derive(Parts(
         subscriptions=subscription_parts(session, account.id),
         catalogue=catalogue.current(session),
@@ -206,7 +208,43 @@ def recompute(session: Session, account: Account, membership: Membership | None 
     if desired is not None:
         values["newsletter_desired"] = desired.value
     write_now(session, membership, values)
+    if "status" in values or not was_entitled:
+        _tell_reader(session, account, membership, before, was_entitled, now)
     return membership
+
+
+# --- reader mail: written with the state change that causes it, once per transition ------------
+
+# A paid membership whose end is told to the reader (moving to ENDED from one of these).
+_PAID_BEFORE = frozenset({MembershipStatus.ACTIVE, MembershipStatus.PAST_DUE, MembershipStatus.PAUSED})
+_ENDED = frozenset({MembershipStatus.CANCELED, MembershipStatus.LAPSED})
+
+
+def _entitled_before(membership: Membership, now: datetime) -> bool:
+    """Whether the stored state entitled the member before this recompute. A comp granted since
+    the state was last stored (staff set it just before recomputing) is not counted: the
+    recompute is what makes it count, and the welcome goes then."""
+    comp = comp_of(membership)
+    changed_at = membership.status_changed_at
+    if comp.granted and membership.comped_at is not None and changed_at is not None \
+            and membership.comped_at > changed_at:
+        comp = Comp()
+    return entitled(membership.status, membership.paid_through, now, grace(), comp)
+
+
+def _tell_reader(session: Session, account: Account, membership: Membership, before: MembershipStatus,
+                 was_entitled: bool, now: datetime) -> None:
+    """Welcome on becoming entitled from not entitled; "membership ended" when a paid membership
+    moves to canceled or lapsed. The stored state is the guard: a recompute that changes nothing
+    (a renewal, a duplicate event, a retry) sends nothing, and the message commits (or rolls
+    back) with the state change."""
+    if account.role != Role.MEMBER:
+        return
+    now_entitled = is_entitled(membership, now)
+    if now_entitled and not was_entitled:
+        reader_mail.welcome(session, account, membership, back=before in _PAID_BEFORE | _ENDED)
+    elif not now_entitled and before in _PAID_BEFORE and membership.status in _ENDED and membership.status != before:
+        reader_mail.membership_ended(session, account, membership)
 
 
 def _changes(account: Account, membership: Membership, derived: Derived, now: datetime) -> dict[str, Any]:

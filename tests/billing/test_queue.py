@@ -55,7 +55,8 @@ def _statements_while_applying(app, evt) -> list[str]:
 
 
 def test_applying_one_event_costs_at_most_ten_statements_in_one_transaction(make_app, stripe_api):
-    app = make_app(CATALOGUE_CACHE_SECONDS=60)
+    # Mail is delivered by the worker's mail pass, not inside the event's transaction.
+    app = make_app(CATALOGUE_CACHE_SECONDS=60, MAIL_DELIVER_INLINE=False)
     make_account(app, customer="cus_S")
     with app.app_context():  # a running worker has read the catalogue already
         from service.membership import catalogue
@@ -67,14 +68,16 @@ def test_applying_one_event_costs_at_most_ten_statements_in_one_transaction(make
     invoice = {"id": "in_S", "object": "invoice", "customer": "cus_S",
                "parent": {"type": "subscription_details", "subscription_details": {"subscription": "sub_S"}}}
     budgets = {
-        "first subscription event (enrols in DAWNS)": event("customer.subscription.created", first, created=NOW - 9),
-        "a later update": event("customer.subscription.updated",
-                                subscription(id="sub_S", customer="cus_S", status="past_due"), created=NOW - 5),
-        "invoice.paid (reads the subscription)": event("invoice.paid", invoice, created=NOW),
+        # The new subscription's row is made holding the snapshot: room for the welcome mail.
+        "first subscription event (enrols in DAWNS, welcome mail)": (
+            event("customer.subscription.created", first, created=NOW - 9), 10),
+        "a later update": (event("customer.subscription.updated",
+                                 subscription(id="sub_S", customer="cus_S", status="past_due"), created=NOW - 5), 10),
+        "invoice.paid (reads the subscription)": (event("invoice.paid", invoice, created=NOW), 10),
     }
-    for name, evt in budgets.items():
+    for name, (evt, budget) in budgets.items():
         statements = _statements_while_applying(app, evt)
-        assert len(statements) <= 10, (name, "\n".join(statements))
+        assert len(statements) <= budget, (name, "\n".join(statements))
     with app.app_context():
         assert get_session().scalar(select(func.count(StripeEvent.id)).where(StripeEvent.status == "done")) == 3
 

@@ -74,16 +74,19 @@ def test_lost_webhook_is_repaired_and_second_run_changes_nothing(app, client, ru
 def test_reconcile_never_overwrites_a_newer_webhook(app, client, runner, stripe_api):
     now = int(time.time())
     m = make_account(app, customer="cus_n")
-    post_event(client, event("customer.subscription.updated",
-                             subscription(id="sub_n", customer="cus_n", status="canceled", member_id=m),
-                             created=now))
+    period = {"period_start": now - 86400, "period_end": now + 29 * 86400}  # the same in every snapshot
+
+    def canceled():
+        return {**subscription(id="sub_n", customer="cus_n", status="canceled", member_id=m, **period),
+                "canceled_at": now, "ended_at": now}
+    post_event(client, event("customer.subscription.updated", canceled(), created=now))
     # A list page served before that change still says active; the repair reads the
     # subscription again under the lock, and Stripe now says canceled.
-    _serve_list(stripe_api, [subscription(id="sub_n", customer="cus_n", status="active", member_id=m)],
+    _serve_list(stripe_api, [subscription(id="sub_n", customer="cus_n", status="active", member_id=m, **period)],
                 as_of=now - 60)
     from ..support.stripe_standin import SubscriptionTruth
 
-    SubscriptionTruth(stripe_api).set(subscription(id="sub_n", customer="cus_n", status="canceled", member_id=m))
+    SubscriptionTruth(stripe_api).set(canceled())
     result = runner.invoke(args=["stripe", "reconcile"])
     assert result.exit_code == 0 and "changed 0" in result.output
     assert _status(app, m) == MembershipStatus.CANCELED

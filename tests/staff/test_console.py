@@ -180,7 +180,7 @@ def export(app, staff, query: str) -> tuple[list[list[str]], str]:
     assert resp.status_code == 303
     status_page = resp.headers["Location"]
     waiting = staff.get(status_page).get_data(as_text=True)
-    assert "Waiting for the worker" in waiting and 'http-equiv="refresh"' in waiting
+    assert "Waiting for the worker" in waiting and "Refresh progress" in waiting and "http-equiv" not in waiting
     run_worker(app)
     ready = staff.get(status_page).get_data(as_text=True)
     link = re.search(r'href="(/staff/exports/\d+/download)"', ready).group(1)
