@@ -53,6 +53,11 @@ class MailStatus(StrEnum):
     FAILED = "failed"
 
 
+# Kinds whose body holds a live single-use link: not kept once delivered.
+CARRIES_LINKS = frozenset({"signin_link", "password_reset", "staff_invitation", "seat_invitation",
+                           "seat_claim_confirm", "email_change_confirm", "organisation_contact"})
+
+
 class MailError(Exception):
     """A message could not be sent. `permanent`: the server refused it for good (no retry);
     `unreachable`: no server answered (the rest of the batch waits for the next pass)."""
@@ -99,7 +104,10 @@ def send_mail(to: str, subject: str, body: str, html: str | None = None, *, kind
     links made clickable."""
     session = session if session is not None else get_session()
     now = utcnow()
-    row = MailOutbox(to_address="".join(to.split()), subject=" ".join(subject.split()), text_body=body,
+    to = "".join(to.split())
+    if to.count("@") != 1 or any(c in to for c in ",;<>\"()"):
+        raise MailError(f"not one email address: {to!r}")
+    row = MailOutbox(to_address=to, subject=" ".join(subject.split()), text_body=body,
                      html_body=html if html is not None else text_to_html(body, lang=lang), kind=kind,
                      account_id=account_id, status=MailStatus.PENDING.value, attempts=0, next_attempt_at=now,
                      created_at=now)
@@ -132,9 +140,16 @@ def text_to_html(text: str, *, lang: str | None = None) -> str:
 
 
 def _linkify(line: str) -> str:
+    """Only this service's own links become clickable: a URL typed into a name (an admin's,
+    in an invitation to someone else) stays plain text."""
+    from flask import current_app, has_app_context
+
+    own = current_app.config.get("PUBLIC_BASE_URL", "").rstrip("/") + "/" if has_app_context() else None
     out, pos = [], 0
     for m in _URL.finditer(line):
         url = m.group(0).rstrip(_TRAILING)
+        if own is not None and not url.startswith(own):
+            continue  # left as text, escaped with the rest of the line
         out.append(html_module.escape(line[pos:m.start()]))
         safe = html_module.escape(url, quote=True)
         out.append(f'<a href="{safe}">{safe}</a>')
@@ -297,8 +312,13 @@ def _deliver_one(session: Session, item: Claimed, report: MailReport) -> None:
         log.exception("mail %s could not be sent", item.id)
         _failed(session, item, fresh, attempts, MailError(f"error: {exc.__class__.__name__}: {exc}"), report)
         return
-    done = session.execute(update(MailOutbox).where(_held(item.id, fresh)).values(
-        status=MailStatus.DELIVERED.value, sent_at=utcnow(), claimed_until=None, last_error=None))
+    # Delivered: a message carrying a live link (sign-in, reset, invitation, confirmation) loses
+    # its bodies; the link tables keep only hashes, and so does this table once it is out.
+    values: dict = {"status": MailStatus.DELIVERED.value, "sent_at": utcnow(), "claimed_until": None,
+                    "last_error": None}
+    if item.kind in CARRIES_LINKS:
+        values.update(text_body="", html_body="")
+    done = session.execute(update(MailOutbox).where(_held(item.id, fresh)).values(**values))
     session.commit()
     if done.rowcount != 1:
         log.warning("mail %s: sent, but the claim had run out (another worker may send it again)", item.id)

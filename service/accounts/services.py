@@ -138,7 +138,11 @@ def sign_out() -> None:
 
 def end_sessions(account: Account, *, keep_current: bool = False) -> int:
     """End every session of the account, or every other one (the caller commits). Returns how
-    many were live."""
+    many were live. Live sign-in links end too: whatever ends sessions (sign out everywhere, a
+    password reset, an email change, staff) must not leave a way back in by mail."""
+    from . import links
+
+    links.withdraw(get_session(), "signin", account)
     stmt = update(LoginSession).where(LoginSession.account_id == account.id, LoginSession.ended_at.is_(None))
     current = flask_session.get(SESSION_KEY) if keep_current else None
     if isinstance(current, str):
@@ -169,7 +173,15 @@ def _hash_fingerprint(account: Account) -> str:
 
 
 def make_reset_token(account: Account) -> str:
-    return _reset_serializer().dumps({"id": account.id, "h": _hash_fingerprint(account)})
+    return _reset_serializer().dumps({"id": account.id, "h": _hash_fingerprint(account), "e": _email_mark(account)})
+
+
+def _email_mark(account: Account) -> str:
+    """An HMAC of the address the link is mailed to: after an email change it opens nothing."""
+    import hmac as _hmac
+
+    key = current_app.config["SECRET_KEY"].encode()
+    return _hmac.new(key, f"reset-email|{account.email}".encode(), hashlib.sha256).hexdigest()[:16]
 
 
 def request_password_reset(email: str) -> None:
@@ -216,7 +228,7 @@ def account_for_reset_token(token: str) -> Account | None:
     if not isinstance(data, dict):
         return None
     account = get_account(int(data.get("id", 0)))
-    if account is None or data.get("h") != _hash_fingerprint(account):
+    if account is None or data.get("h") != _hash_fingerprint(account) or data.get("e") != _email_mark(account):
         return None
     return account
 

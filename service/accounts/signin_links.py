@@ -55,7 +55,9 @@ def request_link(email: str, next_url: str = "") -> None:
         log.info("sign-in link requested for an address with no reader account: nothing sent")
         session.commit()
         return
-    token = links.issue(session, PURPOSE, reader, TTL, {"next": next_url} if next_url else None)
+    # Bound to the address it is mailed to: after an email change it opens nothing.
+    data = {"email": reader.email, **({"next": next_url} if next_url else {})}
+    token = links.issue(session, PURPOSE, reader, TTL, data)
     link = absolute_url("members.signin_link", token=token)
     minutes = int(TTL.total_seconds() // 60)
     send_mail(
@@ -82,7 +84,7 @@ def pending(token: str) -> Pending | None:
     if row is None or row.account_id is None:
         return None
     account = get_session().get(Account, row.account_id)
-    if account is None or account.role != Role.MEMBER:
+    if account is None or account.role != Role.MEMBER or (row.data or {}).get("email") != account.email:
         return None
     return Pending(account, str((row.data or {}).get("next") or ""))
 
@@ -94,7 +96,7 @@ def use_link(token: str) -> Pending | None:
     session = get_session()
     row = links.use(session, PURPOSE, token)
     account = session.get(Account, row.account_id) if row is not None and row.account_id is not None else None
-    if row is None or account is None or account.role != Role.MEMBER:
+    if row is None or account is None or account.role != Role.MEMBER or (row.data or {}).get("email") != account.email:
         session.rollback()
         return None
     proved = account.email_verified_at is None

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import StrEnum
@@ -40,6 +41,8 @@ SUBSCRIPTION_EVENTS = {
 }
 INVOICE_EVENTS = {"invoice.paid", "invoice.payment_succeeded", "invoice.payment_failed"}
 PAID_INVOICE_EVENTS = {"invoice.paid", "invoice.payment_succeeded"}
+# One address, nothing a mail header could read as two (Stripe's email field is free text to us).
+ONE_ADDRESS = re.compile(r"^[^@\s,;<>\"()]+@[^@\s,;<>\"()]+\.[^@\s,;<>\"()]+$")
 
 
 class EventOutcome(StrEnum):
@@ -247,6 +250,10 @@ def _customer_updated(session: Session, gateway: BillingGateway, obj: dict[str, 
     if not email or email == account.email:
         email_change.withdraw(session, account)
         return Outcome(EventOutcome.APPLIED, account)
+    if not ONE_ADDRESS.match(email):
+        email_change.withdraw(session, account)
+        note = f"Stripe billing email changed to {email!r}, which is not one email address; sign-in email kept"
+        return Outcome(EventOutcome.APPLIED, account, note)
     taken = session.scalar(select(func.count(Account.id)).where(Account.email == email, Account.id != account.id))
     if taken:
         email_change.withdraw(session, account)

@@ -114,6 +114,7 @@ class DemoGateway(StripeGateway):
         metadata = customer.get("metadata") or {}
         return {"customer": token["c"], "nonce": token["n"], "email": customer.get("email"),
                 "member_id": metadata.get("member_id"), "plan": self.retrieve_price(token["p"]),
+                "organisation": metadata.get("organisation"),
                 "quantity": int(token.get("q") or 1),
                 "expired": token["n"] in (metadata.get("demo_expired") or "").split(","),
                 "success_url": metadata.get("demo_success_url", ""), "cancel_url": metadata.get("demo_cancel_url", "")}

@@ -4,7 +4,7 @@ from collections.abc import Sequence
 
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, EmailField, IntegerField, PasswordField, RadioField, SelectChoice, StringField
-from wtforms.validators import DataRequired, Email, EqualTo, Length, StopValidation, ValidationError
+from wtforms.validators import DataRequired, Email, EqualTo, Length, Regexp, StopValidation, ValidationError
 
 from ..accounts.services import MIN_PASSWORD
 from ..billing.checkout import Choice
@@ -86,7 +86,8 @@ class LevelChoiceForm(FlaskForm):
 
 
 class JoinForm(LevelChoiceForm):
-    name = StringField("Full name", filters=[_strip], validators=[DataRequired("Please enter your name."), Length(max=200)])
+    name = StringField("Full name", filters=[_strip], validators=[DataRequired("Please enter your name."), Length(max=200),
+                                                           Regexp(r"^[^\x00-\x1f\x7f]*$", message="Use a name on one line, without control characters.")])
     email = EmailField(
         "Email",
         filters=[_strip],

@@ -12,6 +12,8 @@ def _strip(value: str | None) -> str | None:
     return value.strip() if isinstance(value, str) else value
 
 
+ONE_LINE = Regexp(r"^[^\x00-\x1f\x7f]*$", message="Use a name on one line, without control characters.")
+
 NEWSLETTER_HINT = ("Seat holders receive DAWNS Digest, our premium daily newsletter, free of charge. "
                    "You can stop it at any time.")
 
@@ -20,7 +22,7 @@ class OrganisationJoinForm(FlaskForm):
     organisation = StringField("Organisation name", filters=[_strip], validators=[
         DataRequired("Please enter your organisation's name."),
         Length(min=2, max=200, message="Use 2 to 200 characters."),
-        Regexp(r"^[^\x00-\x1f\x7f]*$", message="Use a name on one line, without control characters.")])
+        ONE_LINE])
     seats = IntegerField("Seats", default=5, render_kw={"inputmode": "numeric", "min": MIN_SELF_SERVE_SEATS},
                          validators=[DataRequired(f"Enter how many seats, at least {MIN_SELF_SERVE_SEATS}."),
                                      NumberRange(MIN_SELF_SERVE_SEATS, MAX_SEATS,
@@ -31,7 +33,7 @@ class NewContactForm(OrganisationJoinForm):
     """The same, for a visitor without an account: the contact's account is made too."""
 
     name = StringField("Your full name", filters=[_strip],
-                       validators=[DataRequired("Please enter your name."), Length(max=200)])
+                       validators=[DataRequired("Please enter your name."), Length(max=200), ONE_LINE])
     email = EmailField("Your work email", filters=[_strip], validators=[
         DataRequired("Please enter your email address."),
         Email("Please enter a valid email address.", check_deliverability=False), Length(max=320)])
@@ -55,7 +57,7 @@ class InviteForm(FlaskForm):
 class AcceptForm(FlaskForm):
     """Accepting an invitation: name and password only when the address has no account yet."""
 
-    name = StringField("Your full name", filters=[_strip], validators=[Optional(), Length(max=200)])
+    name = StringField("Your full name", filters=[_strip], validators=[Optional(), Length(max=200), ONE_LINE])
     password = PasswordField("Choose a password", validators=[
         Optional(), Length(min=MIN_PASSWORD, max=200, message=f"Use at least {MIN_PASSWORD} characters.")])
     newsletter = BooleanField("Send me DAWNS Digest, free for seat holders", default=True)

@@ -42,10 +42,14 @@ class CompForm(ConfirmForm):
     until = DateField("Ends on (optional)", validators=[Optional()])
 
 
+# Names go into mail subjects and bodies: one line, no control characters.
+ONE_LINE = Regexp(r"^[^\x00-\x1f\x7f]*$", message="One line, without control characters.")
+
+
 class AddStaffForm(ConfirmForm):
     email = EmailField("Email", filters=[lambda v: v.strip() if v else v],
                        validators=[DataRequired("Enter an email."), Email("Enter a valid email.", check_deliverability=False)])
-    name = StringField("Name", validators=[DataRequired("Enter a name."), Length(max=200)])
+    name = StringField("Name", validators=[DataRequired("Enter a name."), Length(max=200), ONE_LINE])
     role = SelectField("Role", choices=["staff", "admin"])
 
 
@@ -69,7 +73,7 @@ def _whole_cents(form, field) -> None:
 
 class LevelForm(ConfirmForm):
     name = StringField("Name", filters=[lambda v: v.strip() if v else v],
-                       validators=[DataRequired("Name the level."), Length(max=100)])
+                       validators=[DataRequired("Name the level."), Length(max=100), ONE_LINE])
     amount = DecimalField("Amount (USD)", places=2, validators=[_whole_cents, DataRequired("Give an amount."),
                                                                 NumberRange(min=1, max=100_000, message="From $1 to $100,000.")])
 
@@ -99,12 +103,12 @@ class OrganisationForm(ConfirmForm):
     """An organisation that pays by invoice (the contact's name only when they have no account)."""
 
     name = StringField("Organisation name", filters=[_strip],
-                       validators=[DataRequired("Name the organisation."), Length(max=200)])
+                       validators=[DataRequired("Name the organisation."), Length(max=200), ONE_LINE])
     contact_email = EmailField("Billing contact's email", filters=[_strip],
                                validators=[DataRequired("Enter the contact's email."),
                                            Email("Enter a valid email.", check_deliverability=False)])
     contact_name = StringField("Contact's name (when they have no account yet)", filters=[_strip],
-                               validators=[Optional(), Length(max=200)])
+                               validators=[Optional(), Length(max=200), ONE_LINE])
     seats = IntegerField("Seats", validators=[DataRequired("Give the number of seats."),
                                               NumberRange(min=1, max=MAX_SEATS, message=f"From 1 to {MAX_SEATS:,}.")])
     domains = StringField("Email domains (optional)", filters=[_strip], validators=[Optional(), Length(max=2000)])

@@ -421,3 +421,32 @@ def test_a_message_no_server_could_take_fails_at_once_and_the_others_still_go(ma
         row = send_mail(" new\r\n@example.org ", "Two\r\nlines", "x", kind="test")
         assert (row.to_address, row.subject) == ("new@example.org", "Two lines")
         get_session().rollback()
+
+
+def test_only_the_services_own_links_become_clickable_and_link_bodies_are_not_kept(app):
+    """A URL typed into a name stays text in the HTML part; a delivered message that carried a
+    live link keeps no body (the link tables keep only hashes)."""
+    from service.db import get_session
+    from service.mail import send_mail
+    from service.models import MailOutbox
+
+    with app.app_context():
+        s = get_session()
+        send_mail("reader@example.org", "Hello", "From https://phish.example/login\n\nhttp://localhost/reset/abc",
+                  kind="password_reset")
+        s.commit()
+        row = s.scalars(select(MailOutbox).order_by(MailOutbox.id.desc())).first()
+        assert row.status == "delivered" and row.text_body == "" and row.html_body == ""
+    msg = app.extensions["mail_outbox"][-1]
+    html = msg.get_body(("html",)).get_content()
+    assert '<a href="http://localhost/reset/abc">' in html and 'href="https://phish.example' not in html
+
+
+def test_a_to_address_that_is_not_one_address_is_refused(app):
+    from service.db import get_session
+    from service.mail import MailError, send_mail
+
+    with app.app_context():
+        with pytest.raises(MailError):
+            send_mail("me@example.org,spy@evil.example", "Hello", "x")
+        get_session().rollback()

@@ -187,3 +187,16 @@ def test_the_confirmation_mail_does_not_reveal_the_sign_in_email(app):
     _portal_change(app, "someone@elsewhere.example")
     mail = [m for m in app.extensions["mail_outbox"] if m["To"] == "someone@elsewhere.example"][-1]
     assert "reader@example.org" not in mail.get_content()
+
+
+def test_a_billing_email_that_is_not_one_address_asks_nothing_and_sends_nothing(app):
+    """Stripe's email field is free text to us: "a@x,b@y" would be two recipients in a header."""
+    from service.models import StripeEvent
+
+    member = _member(app)
+    _portal_change(app, "me@example.org,spy@evil.example")
+    assert _account(app, member)[0] == "reader@example.org"
+    assert not [m for m in app.extensions.get("mail_outbox", []) if "spy@evil.example" in m["To"]]
+    with app.app_context():
+        evt = get_session().scalars(select(StripeEvent).where(StripeEvent.type == "customer.updated")).one()
+        assert evt.status == "done" and "not one email address" in (evt.note or "")

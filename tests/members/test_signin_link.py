@@ -240,3 +240,46 @@ def test_an_account_made_staff_after_the_link_was_sent_is_not_signed_in(app, cli
         get_session().commit()
     assert client.post(path, data={"csrf_token": token}).status_code == 400
     assert client.get("/staff").status_code == 302
+
+
+def test_a_link_stops_working_when_the_address_changes_or_sessions_end(app, client):
+    """A link is bound to the address it was mailed to, and whatever ends the account's
+    sessions (sign out everywhere, a password reset) ends its live links too."""
+    from service.accounts.services import sign_out_everywhere
+
+    acc = make_account(app, verified=True)
+    ask(client, "reader@example.org")
+    moved = links_to(app)[-1]
+    with app.app_context():
+        s = get_session()
+        s.get(Account, acc).email = "new@example.org"  # as a confirmed email change leaves it
+        s.commit()
+    assert press_sign_in(app.test_client(), moved).status_code in (400, 404)
+    with app.app_context():
+        s = get_session()
+        s.get(Account, acc).email = "reader@example.org"
+        s.commit()
+    ask(client, "reader@example.org")
+    live = links_to(app)[-1]
+    with app.test_request_context():
+        sign_out_everywhere(get_session().get(Account, acc))
+    assert press_sign_in(app.test_client(), live).status_code in (400, 404)
+
+
+def test_a_reset_link_stops_working_when_the_address_changes(app, client):
+    from service.accounts.services import account_for_reset_token, make_reset_token
+
+    acc = make_account(app, verified=True)
+    with app.app_context():
+        s = get_session()
+        token = make_reset_token(s.get(Account, acc))
+        assert account_for_reset_token(token) is not None
+        s.get(Account, acc).email = "new@example.org"
+        s.commit()
+        assert account_for_reset_token(token) is None
+
+
+def test_a_name_on_more_than_one_line_is_refused_at_join(app, client):
+    resp = post_form(client, "/join", {"name": "Eve\nClick https://phish.example", "email": "eve@example.org",
+                                       "password": "a long password here", "newsletter": "y"})
+    assert resp.status_code == 422 and "on one line" in resp.get_data(as_text=True)
