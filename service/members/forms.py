@@ -128,7 +128,7 @@ class SignInLinkForm(FlaskForm):
     """"Email me a sign-in link", the second form on /login (its own id: one page, two emails)."""
 
     email = EmailField(
-        "Email",
+        "Email for a sign-in link",  # not just "Email": the page has two address fields
         id="link-email",
         filters=[_strip],
         validators=[
