@@ -303,6 +303,12 @@ def apply_subscription_event(
     """A subscription snapshot carried by an event created at `created`."""
     snap = snapshot_from_subscription(obj)
     row, owner_locked, made = _lock_with_owner(session, snap.id, snap.customer_id, initial=(snap, created))
+    if not made and row.snapshot_at > NEVER_READ and row.customer_stripe_id != snap.customer_id:
+        # Stripe never moves a subscription to another customer: an event that says so is not
+        # applied (it would hand the subscription, and its member's access, to someone else).
+        log.warning("subscription %s: event names customer %s, the subscription is %s's; not applied",
+                    snap.id, snap.customer_id, row.customer_stripe_id)
+        return Applied(row, None, "foreign")
     if made:
         how = "applied"  # a new row, made holding this snapshot
     elif created > row.snapshot_at:

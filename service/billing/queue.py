@@ -84,22 +84,42 @@ def claim(session: Session, limit: int, lease: float,
     cond = _claimable(now)
     if exclude:
         cond = and_(cond, StripeEvent.id.not_in(exclude))
-    stmt = (select(StripeEvent.id, StripeEvent.payload, StripeEvent.customer_stripe_id, StripeEvent.account_id)
+    stmt = (select(StripeEvent.id, StripeEvent.payload, StripeEvent.customer_stripe_id, StripeEvent.account_id,
+                   StripeEvent.status, StripeEvent.attempts)
             .where(cond).order_by(StripeEvent.stripe_created_at, StripeEvent.id).limit(limit))
     if session.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True, of=StripeEvent)
     claimed: list[Claimed] = []
+    abandoned: list[tuple[int, int]] = []  # (id, attempts so far) of claims whose worker stopped
     customers: set[str] = set()
     until = now + timedelta(seconds=lease)
-    for event_id, payload, customer, account_id in session.execute(stmt):
+    most = current_app.config["STRIPE_EVENT_MAX_ATTEMPTS"]
+    for event_id, payload, customer, account_id, status, attempts in session.execute(stmt):
         if customer is not None:
             if customer in customers:
                 continue  # one of a customer's events at a time: they go in order
             customers.add(customer)
+        if status == QueueStatus.IN_FLIGHT:
+            # Its worker stopped holding it (killed, or it outlived the lease): that counts as
+            # an attempt, so an event that kills every worker ends `failed` (shown to staff, and
+            # its customer's later events go on), never retried forever out of sight.
+            abandoned.append((event_id, attempts + 1))
+            if attempts + 1 >= most:
+                session.execute(update(StripeEvent).where(StripeEvent.id == event_id).values(
+                    status=QueueStatus.FAILED, attempts=attempts + 1, claimed_until=None,
+                    last_error=f"the worker applying it stopped {attempts + 1} times (killed, or slower than its "
+                               "lease): failed, for staff to look at"))
+                log.error("Stripe event %s failed: its workers stopped %s times", event_id, attempts + 1)
+                continue
         claimed.append(Claimed(event_id, payload, customer, account_id, until))
     if claimed:
         session.execute(update(StripeEvent).where(StripeEvent.id.in_([c.id for c in claimed]))
                         .values(status=QueueStatus.IN_FLIGHT, claimed_until=until))
+        taken = {c.id for c in claimed}
+        for event_id, attempts in abandoned:
+            if event_id in taken:
+                session.execute(update(StripeEvent).where(StripeEvent.id == event_id).values(
+                    attempts=attempts, last_error="a worker stopped while applying it; taken over"))
     session.commit()
     return claimed
 
@@ -253,10 +273,13 @@ def failed_count(session: Session) -> int:
 
 
 def troubled(session: Session, limit: int = 200) -> list[StripeEvent]:
-    """Events that failed for good or are waiting to be retried, newest first (for staff)."""
+    """Events that failed for good, are waiting to be retried, or are held by a worker whose
+    lease ran out, newest first (for staff)."""
     return list(session.scalars(
         select(StripeEvent).where(or_(StripeEvent.status == QueueStatus.FAILED,
-                                      and_(StripeEvent.status == QueueStatus.PENDING, StripeEvent.attempts > 0)))
+                                      and_(StripeEvent.status == QueueStatus.PENDING, StripeEvent.attempts > 0),
+                                      and_(StripeEvent.status == QueueStatus.IN_FLIGHT,
+                                           StripeEvent.claimed_until < utcnow())))
         .order_by(StripeEvent.received_at.desc(), StripeEvent.id.desc()).limit(limit)))
 
 

@@ -66,7 +66,23 @@ def verify_event(payload: bytes, signature: str | None, secret: str, tolerance: 
     ):
         raise InvalidEvent("body is not a Stripe event")
     _check_fields(event)
+    signed_at = _signed_at(signature)
+    if signed_at is not None and event["created"] > signed_at + SIGNED_SKEW:
+        # Stripe signs a delivery after it made the event (a retry, long after): an event "made"
+        # later than its own signature would pin its subscription's snapshot into the future.
+        raise InvalidEvent("event `created` is later than its signature")
     return event
+
+
+SIGNED_SKEW = 300  # seconds an event's `created` may run ahead of its signature's `t`
+
+
+def _signed_at(header: str) -> int | None:
+    for item in header.split(","):
+        key, _, value = item.strip().partition("=")
+        if key == "t" and value.isdigit():
+            return int(value)
+    return None
 
 
 def _ok(pattern: re.Pattern[str], value: Any, optional: bool = False) -> bool:

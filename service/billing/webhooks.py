@@ -95,6 +95,9 @@ def handle(session: Session, gateway: BillingGateway, event: dict[str, Any]) -> 
         case t if t in SUBSCRIPTION_EVENTS:
             # The object is the subscription at `created`; ordering rules live in lifecycle.
             applied = apply_subscription_event(session, gateway, obj, created)
+            if applied.how == "foreign":
+                return Outcome(EventOutcome.FOREIGN, note=f"names customer {customer_of(t, obj)}, but the "
+                               f"subscription is {applied.subscription.customer_stripe_id}'s: not applied")
             if applied.organisation is not None:
                 return Outcome(EventOutcome.STALE if applied.how == "stale" else EventOutcome.APPLIED,
                                note=f"organisation {applied.organisation.slug}")

@@ -22,7 +22,7 @@ from sqlalchemy import Select, String, case, cast, func, literal, select, update
 from sqlalchemy.orm import Session
 
 from ..db import utcnow
-from ..domain.membership import MembershipStatus, Via
+from ..domain.membership import Role, MembershipStatus, Via
 from ..models import Account, AuditLog, ExportJob, Membership, Organisation
 from . import directory
 from .service import grace, wake_worker
@@ -226,10 +226,16 @@ def expire(session: Session) -> int:
     return len(old)
 
 
+def may_see(actor: Account, job: ExportJob) -> bool:
+    """An export is its requester's (its filters are their search); admins see every one."""
+    return job.requested_by == actor.id or actor.role == Role.ADMIN
+
+
 def download_path(session: Session, actor: Account, job_id: int) -> Path:
     """The finished file, if it is complete and not expired; the download is audited."""
     job = session.get(ExportJob, job_id)
-    if job is None or job.status != "done" or not job.file_name or (job.expires_at and job.expires_at < utcnow()):
+    if job is None or not may_see(actor, job) or job.status != "done" or not job.file_name \
+            or (job.expires_at and job.expires_at < utcnow()):
         raise ExportNotReady()
     path = export_dir() / job.file_name
     if not path.exists():

@@ -8,12 +8,16 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, s
 from flask_login import current_user
 
 from ..accounts import api_tokens
+from sqlalchemy.exc import SQLAlchemyError
+
+from .. import mail as mail_queue
 from ..billing import queue as stripe_queue
 from ..billing.organisations import NewInvoiced
 from ..db import get_session
 from ..domain.membership import MembershipStatus, Role, describe
 from ..forms import ActionForm
 from ..membership import directory, exports
+from ..newsletter import outbox as newsletter_outbox
 from ..membership.organisations import in_trial, membership_status_label, organisations_of_admin, seat_of
 from ..models import ExportJob, Organisation
 from . import services
@@ -40,7 +44,28 @@ def _queue_health():
     if not (current_user.is_authenticated and current_user.is_staff):
         return {}
     session = get_session()
-    return {"worker_behind": stripe_queue.behind(session), "stripe_failed": stripe_queue.failed_count(session)}
+    return {"worker_behind": stripe_queue.behind(session), "stripe_failed": stripe_queue.failed_count(session),
+            "queues_waiting": _queues_waiting(session)}
+
+
+# What waits in each of the worker's other queues, in the words staff use.
+_OTHER_QUEUES = (("exports", "CSV exports", exports.depth), ("mail", "emails to readers", mail_queue.depth),
+                 ("newsletter", "DAWNS Digest changes", newsletter_outbox.depth))
+
+
+def _queues_waiting(session) -> list[tuple[str, int]]:
+    """(what, minutes) for each of the worker's other queues whose oldest due row has waited
+    longer than the Stripe queue is allowed to: with the worker down they wait silently."""
+    waiting = []
+    for _name, words, measure in _OTHER_QUEUES:
+        try:
+            _depth, oldest = measure(session)
+        except SQLAlchemyError:
+            session.rollback()
+            continue
+        if oldest is not None and oldest > stripe_queue.BEHIND_SECONDS:
+            waiting.append((words, int(oldest // 60)))
+    return waiting
 
 
 def staff_required(view):
@@ -230,8 +255,8 @@ def _csrf_only() -> bool:
 @staff_required
 def export_status(job_id: int):
     job = get_session().get(ExportJob, job_id)
-    if job is None:
-        abort(404)
+    if job is None or not exports.may_see(current_user, job):
+        abort(404)  # another staff member's export (its filters are their search)
     return render_template("staff/export.html", job=job)
 
 

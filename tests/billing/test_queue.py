@@ -118,15 +118,34 @@ def test_readyz_reports_each_queue_and_staff_see_when_the_worker_is_behind(app, 
     assert body["queues"]["stripe_events"]["depth"] == 1
     assert body["queues"]["stripe_events"]["oldest_age_seconds"] >= 0
     staff = client_as(app, "staff")
-    assert "Stripe events are waiting" not in staff.get("/staff").get_data(as_text=True)
+    assert "are not being updated" not in staff.get("/staff").get_data(as_text=True)
     with app.app_context():  # six minutes later, nobody has applied it
         from datetime import timedelta
 
         get_session().execute(update(StripeEvent).values(received_at=utcnow() - timedelta(minutes=6)))
         get_session().commit()
-    assert "Stripe events are waiting" in staff.get("/staff").get_data(as_text=True)
+    page = staff.get("/staff").get_data(as_text=True)
+    assert "Memberships are not being updated" in page and "waited 6 minutes" in page
     apply_events(app)
     assert client.get("/readyz").json["queues"]["stripe_events"] == {"depth": 0, "oldest_age_seconds": None}
+
+
+def test_staff_see_when_exports_or_mail_wait_on_a_stopped_worker(make_app):
+    """Not only Stripe events: with the worker down, an export and a reader's mail wait too."""
+    from datetime import timedelta
+
+    from service.models import MailOutbox
+
+    app = make_app(MAIL_DELIVER_INLINE=False)  # only the (stopped) worker would send it
+    staff = client_as(app, "staff")
+    with app.app_context():
+        s = get_session()
+        s.add(MailOutbox(to_address="r@example.org", subject="x", text_body="x", html_body="x", kind="notice",
+                         status="pending", attempts=0, next_attempt_at=utcnow() - timedelta(minutes=9),
+                         created_at=utcnow() - timedelta(minutes=9)))
+        s.commit()
+    page = staff.get("/staff").get_data(as_text=True)
+    assert "exports or mail are not being updated" in page and "emails to readers have waited 9 minutes" in page
 
 
 def _postgres_only(database_url):

@@ -221,7 +221,8 @@ def test_a_job_whose_worker_died_is_failed_and_never_offered(app, seeded):
     staff = client_as(app, "staff")
     staff.get("/staff")
     with app.app_context():  # a worker took it and was killed mid-file: its lease ran out
-        get_session().add(ExportJob(requested_by=None, filters={}, status="running", file_name="members-x.csv",
+        mine = get_session().scalars(select(Account.id).where(Account.email == "staff-user@example.org")).one()
+        get_session().add(ExportJob(requested_by=mine, filters={}, status="running", file_name="members-x.csv",
                                     claimed_until=utcnow() - timedelta(seconds=1)))
         get_session().commit()
         job_id = get_session().scalars(select(ExportJob.id)).one()
