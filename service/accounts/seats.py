@@ -20,6 +20,7 @@ from ..mail import send_mail
 from ..membership.organisations import (
     REMOVED,
     SeatError,
+    live_seat,
     on_domains,
     remove_seat,
     seat_count,
@@ -267,8 +268,7 @@ def removed_by_admin(org: Organisation, account: Account) -> bool:
 
 
 def live_seat_of(org: Organisation, account: Account) -> Seat | None:
-    return get_session().scalars(select(Seat).where(Seat.organisation_id == org.id, Seat.account_id == account.id,
-                                                    Seat.status != REMOVED)).first()
+    return live_seat(get_session(), org, account)
 
 
 def take_own_seat(admin: Account, slug: str) -> None:

@@ -21,11 +21,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ..db import utcnow
-from ..domain.membership import Comp, MembershipStatus, Parts, Role, derive
+from ..domain.membership import MembershipStatus, Parts, Role, derive
 from ..models import NEVER_READ, Account, Membership, Organisation, Seat, StripeSubscription
 from . import catalogue
 from ..mail import send_mail
-from .service import grace, membership_for, price_of_item, recompute, subscription_parts
+from .service import grace, membership_for, organisation_comp, price_of_item, recompute, subscription_parts
 
 log = logging.getLogger("service.organisations")
 
@@ -102,16 +102,10 @@ def _subscription_parts(session: Session, org: Organisation):
     return rows, subscription_parts(session, organisation_id=org.id)
 
 
-def trial_comp(org: Organisation) -> Comp:
-    """By invoice, until the first invoice is paid, the seats entitle for the staff-set trial."""
-    if org.billing == "invoice" and org.first_paid_at is None and org.trial_ends_at is not None:
-        return Comp(granted=True, until=org.trial_ends_at)
-    return Comp()
-
-
 def in_trial(org: Organisation, now: datetime | None = None) -> bool:
+    """By invoice, until the first invoice is paid, the seats entitle for the staff-set trial."""
     now = now or utcnow()
-    return not org.comp.active(now) and trial_comp(org).active(now)
+    return not org.comp.active(now) and organisation_comp(org, now).active(now)
 
 
 def recompute_organisation(session: Session, org: Organisation) -> None:
@@ -122,7 +116,7 @@ def recompute_organisation(session: Session, org: Organisation) -> None:
     if org.billing == "invoice" and org.first_paid_at is None:
         # Its subscription is "active" in Stripe from the start; unpaid, only the trial entitles.
         parts = []
-    comp = org.comp if org.comp.active(now) else trial_comp(org)
+    comp = organisation_comp(org, now)
     derived = derive(Parts(subscriptions=parts, catalogue=catalogue.current(session), now=now, grace=grace(),
                            comp=comp))
     before = (org.status, org.paid_through)

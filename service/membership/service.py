@@ -164,6 +164,16 @@ def subscription_parts(session: Session, account_id: int | None = None, *,
     return parts
 
 
+def organisation_comp(org: Any, now: datetime) -> Comp:
+    """What stands in an organisation's comp place: its staff comp while live, else, by invoice
+    until the first invoice is paid, the staff-set trial. `org`: an Organisation or a row with
+    its columns."""
+    comp = Comp(granted=org.comped_at is not None, until=org.comped_until)
+    if not comp.active(now) and org.billing == "invoice" and org.first_paid_at is None and org.trial_ends_at:
+        return Comp(granted=True, until=org.trial_ends_at)
+    return comp
+
+
 def seat_sources(session: Session, account_id: int, now: datetime) -> list[SeatSource]:
     """The member's active seats whose organisation entitles at `now` (membership recompute)."""
     rows = session.execute(select(Organisation.id, Organisation.name, Organisation.slug, Organisation.status,
@@ -173,9 +183,7 @@ def seat_sources(session: Session, account_id: int, now: datetime) -> list[SeatS
                            .where(Seat.account_id == account_id, Seat.status == "active")).all()
     found = []
     for r in rows:
-        comp = Comp(granted=r.comped_at is not None, until=r.comped_until)
-        if not comp.active(now) and r.billing == "invoice" and r.first_paid_at is None and r.trial_ends_at:
-            comp = Comp(granted=True, until=r.trial_ends_at)
+        comp = organisation_comp(r, now)
         live, until = seat_window(r.status, r.paid_through, now, grace(), comp)
         if live:
             found.append(SeatSource(organisation_id=r.id, name=r.name, slug=r.slug, until=until))

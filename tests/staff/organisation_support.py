@@ -8,8 +8,9 @@ from typing import Any
 from sqlalchemy import select
 
 from service.db import get_session
-from service.models import Level, LevelPrice, Organisation
+from service.models import Organisation
 
+from ..support.organisations import org_level as support_org_level
 from ..support.staff import client_as
 from ..support.stripe_objects import subscription
 from ..support.stripe_standin import Recorded, Reply, StripeStandIn, SubscriptionTruth
@@ -25,16 +26,7 @@ YEAR = 365 * 86400
 
 def org_level(app) -> int:
     """A yearly per-seat level with the organisation flag, as an admin adds it under Levels."""
-    with app.app_context():
-        s = get_session()
-        level = Level(name="Organisation seat", amount=ORG_AMOUNT, currency="usd", interval="year",
-                      stripe_price_id=ORG_PRICE, public=False, organisation=True, position=100)
-        s.add(level)
-        s.flush()
-        s.add(LevelPrice(stripe_price_id=ORG_PRICE, level_id=level.id, product_id="prod_test_membership",
-                         amount=ORG_AMOUNT, currency="usd", interval="year"))
-        s.commit()
-        return level.id
+    return support_org_level(app, price=ORG_PRICE, amount=ORG_AMOUNT)
 
 
 def org_subscription(quantity: int, *, status: str = "active", metadata: dict | None = None,
