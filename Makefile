@@ -5,7 +5,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 FLASK := $(BIN)/flask --app wsgi
 
-.PHONY: run test install migrate bench clean
+.PHONY: run test install migrate bench clean messages translations
+
+# The French and Arabic catalogues (service/translations/*/LC_MESSAGES/messages.po, in the repo)
+# compile to .mo files, which are build output.
+CATALOGUES := $(wildcard service/translations/*/LC_MESSAGES/messages.po)
+COMPILED := $(CATALOGUES:.po=.mo)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,9 +18,21 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) $(COMPILED)
 
-migrate: $(STAMP)
+%.mo: %.po $(STAMP)
+	$(BIN)/pybabel compile -i $< -o $@
+
+translations: $(COMPILED)
+
+# After changing reader-facing text: extract it, then translate what `make messages` adds.
+messages: $(STAMP)
+	$(BIN)/pybabel extract -F babel.cfg -k _l -k N_ --add-location=file --sort-by-file \
+		--project "DAWNS Membership" --copyright-holder "DAWNS" -o service/translations/messages.pot .
+	$(BIN)/pybabel update --quiet --no-fuzzy-matching --ignore-obsolete -i service/translations/messages.pot \
+		-d service/translations
+
+migrate: $(STAMP) $(COMPILED)
 	$(FLASK) db upgrade
 
 PORT ?= 5000
@@ -23,7 +40,7 @@ PORT ?= 5000
 run: migrate
 	$(FLASK) demo --port $(PORT)
 
-test: $(STAMP)
+test: $(STAMP) $(COMPILED)
 	$(BIN)/lint-imports --no-cache   # the layers of service/ (pyproject.toml [tool.importlinter])
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

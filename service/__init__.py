@@ -80,7 +80,7 @@ def _refuse_unsafe_production(app: Flask) -> None:
 
 
 def register_extensions(app: Flask) -> None:
-    from . import db, mail, security
+    from . import db, i18n, mail, security
     from .extensions import csrf, limiter, login_manager
     from .newsletter import runtime as newsletter_runtime
     from .paywall.keys import load_keys
@@ -92,6 +92,7 @@ def register_extensions(app: Flask) -> None:
     limiter.init_app(app)
     security.init_app(app)
     mail.init_app(app)
+    i18n.init_app(app)
     app.extensions["billing_gateway"] = build_gateway(app.config)
     newsletter_runtime.init_app(app)
     app.extensions["paywall_keys"] = load_keys(app.config)

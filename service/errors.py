@@ -8,6 +8,8 @@ from flask import Flask, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
+from .i18n import gettext as _
+
 log = logging.getLogger("service.errors")
 
 CODES = {
@@ -53,8 +55,8 @@ def init_app(app: Flask) -> None:
     def _csrf(exc: CSRFError):
         if wants_json():
             return json_error(400, "CSRF token missing or invalid.", "csrf_failed")
-        return render_template("errors/error.html", status=400, title="This form has expired",
-                               message="Please go back, reload the page and try again."), 400
+        return render_template("errors/error.html", status=400, title=_("This form has expired"),
+                               message=_("Please go back, reload the page and try again.")), 400
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException):
@@ -62,13 +64,9 @@ def init_app(app: Flask) -> None:
         headers = _protocol_headers(exc)
         if wants_json():
             return json_error(status, exc.description or "", headers=headers)
-        titles = {403: "Not allowed", 404: "Page not found", 429: "Too many attempts"}
-        message = {
-            429: "You have tried this too many times. Please wait a little and try again.",
-            403: "Your account cannot open this page.",
-        }.get(status, exc.description)
-        return render_template("errors/error.html", status=status, title=titles.get(status, exc.name),
-                               message=message), status, headers
+        title, message = _page_words(status)
+        return render_template("errors/error.html", status=status, title=title or exc.name,
+                               message=message or exc.description), status, headers
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
@@ -78,6 +76,18 @@ def init_app(app: Flask) -> None:
         log.exception("unhandled error on %s %s", request.method, request.endpoint or "unknown route")
         if wants_json():
             return json_error(500, "Something went wrong on our side.")
-        return render_template("errors/error.html", status=500, title="Something went wrong",
-                               message="Something went wrong on our side. Please try again."), 500
+        return render_template("errors/error.html", status=500, title=_("Something went wrong"),
+                               message=_("Something went wrong on our side. Please try again.")), 500
 
+
+def _page_words(status: int) -> tuple[str | None, str | None]:
+    """An error page's title and message in the reader's language (JSON errors stay English)."""
+    return {
+        400: (_("Bad request"), _("This request could not be understood. Please go back and try again.")),
+        403: (_("Not allowed"), _("Your account cannot open this page.")),
+        404: (_("Page not found"), _("There is no page at this address. Check the link, or start again from the home page.")),
+        405: (_("Not allowed"), _("This page cannot be opened this way.")),
+        413: (_("Too large"), _("What you sent is too large.")),
+        429: (_("Too many attempts"), _("You have tried this too many times. Please wait a little and try again.")),
+        503: (_("Unavailable"), _("This service is busy or under maintenance. Please try again in a few minutes.")),
+    }.get(status, (None, None))

@@ -6,9 +6,11 @@ from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_wtf.csrf import CSRFProtect
 
+from .i18n import lazy_gettext
+
 login_manager = LoginManager()
 login_manager.login_view = "members.login"
-login_manager.login_message = "Please log in to continue."
+login_manager.login_message = lazy_gettext("Please log in to continue.")
 login_manager.session_protection = "strong"
 
 csrf = CSRFProtect()

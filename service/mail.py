@@ -38,6 +38,7 @@ from sqlalchemy.orm import Session
 
 from .db import get_session, utcnow
 from .domain.retry import backoff_seconds
+from .i18n import current_language, is_rtl, known
 from .models import MailOutbox
 
 log = logging.getLogger("service.mail")
@@ -104,11 +105,12 @@ def send_mail(to: str, subject: str, body: str, html: str | None = None, *, kind
     links made clickable."""
     session = session if session is not None else get_session()
     now = utcnow()
+    lang = known(lang) or current_language()
     to = "".join(to.split())
     if to.count("@") != 1 or any(c in to for c in ",;<>\"()"):
         raise MailError(f"not one email address: {to!r}")
     row = MailOutbox(to_address=to, subject=" ".join(subject.split()), text_body=body,
-                     html_body=html if html is not None else text_to_html(body, lang=lang), kind=kind,
+                     html_body=html if html is not None else text_to_html(body, lang=lang), language=lang, kind=kind,
                      account_id=account_id, status=MailStatus.PENDING.value, attempts=0, next_attempt_at=now,
                      created_at=now)
     session.add(row)
@@ -133,7 +135,7 @@ def text_to_html(text: str, *, lang: str | None = None) -> str:
     chunks = [c.strip("\n") for c in re.split(r"\n\s*\n", text.replace("\r\n", "\n")) if c.strip()]
     attrs = ""
     if lang:
-        attrs = f' lang="{html_module.escape(lang)}"' + (' dir="rtl"' if lang.split("-")[0] in {"ar", "he", "fa", "ur"} else "")
+        attrs = f' lang="{html_module.escape(lang)}"' + (' dir="rtl"' if is_rtl(known(lang)) else "")
     return (f"<!DOCTYPE html>\n<html{attrs}>\n<head><meta charset=\"utf-8\"></head>\n"
             "<body style=\"font-family: sans-serif; line-height: 1.5\">\n"
             + "\n".join(paragraph(c) for c in chunks) + "\n</body>\n</html>\n")
@@ -223,6 +225,7 @@ class Claimed:
     html: str
     kind: str
     created_at: datetime
+    language: str | None = None
 
 
 def _due(now: datetime):
@@ -242,7 +245,8 @@ def claim(session: Session, limit: int, lease: float, *, ids: list[int] | None =
         cond = and_(cond, t.id.in_(ids))
     if exclude:
         cond = and_(cond, t.id.not_in(exclude))
-    stmt = (select(t.id, t.attempts, t.to_address, t.subject, t.text_body, t.html_body, t.kind, t.created_at)
+    stmt = (select(t.id, t.attempts, t.to_address, t.subject, t.text_body, t.html_body, t.kind, t.created_at,
+                   t.language)
             .where(cond).order_by(t.id).limit(limit))
     if session.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
@@ -252,7 +256,8 @@ def claim(session: Session, limit: int, lease: float, *, ids: list[int] | None =
         session.execute(update(t).where(t.id.in_([r.id for r in rows]))
                         .values(status=MailStatus.IN_FLIGHT.value, claimed_until=until))
     session.commit()
-    return [Claimed(r.id, until, r.attempts, r.to_address, r.subject, r.text_body, r.html_body, r.kind, r.created_at)
+    return [Claimed(r.id, until, r.attempts, r.to_address, r.subject, r.text_body, r.html_body, r.kind, r.created_at,
+                    r.language)
             for r in rows]
 
 
@@ -382,6 +387,8 @@ def build_message(item: Claimed) -> MailMessage:
     msg["Message-ID"] = f"<mail-{item.id}.{int(item.created_at.timestamp() * 1000)}@{domain}>"
     msg.set_content(item.text)
     msg.add_alternative(item.html, subtype="html")
+    if item.language:  # after the content: setting it clears Content-* headers
+        msg["Content-Language"] = item.language
     return msg
 
 
@@ -417,7 +424,8 @@ def _log_backend(msg: MailMessage, item: Claimed) -> None:
     app = current_app
     text = msg.get_content()
     log.warning("MAIL (log backend) to=%s subject=%s\n%s", msg["To"], msg["Subject"], text)
-    record = {"at": utcnow().isoformat(), "id": item.id, "kind": item.kind, "message_id": msg["Message-ID"],
+    record = {"at": utcnow().isoformat(), "id": item.id, "kind": item.kind, "language": item.language,
+              "message_id": msg["Message-ID"],
               "from": msg["From"], "to": msg["To"],
               "subject": msg["Subject"], "text": text, "html": msg.get_body(("html",)).get_content()}
     path = app.config.get("MAIL_LOG_PATH") or str(Path(app.instance_path) / "mail-log.jsonl")

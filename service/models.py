@@ -62,6 +62,8 @@ class Account(UserMixin, Base):
     last_login_at: Mapped[datetime | None]
     # Set when the owner proved they read this address (a reset or confirmation link used).
     email_verified_at: Mapped[datetime | None]
+    # The reader's language (en, fr, ar) for pages, mail, Checkout and DAWNS; None: not chosen yet.
+    language: Mapped[str | None] = mapped_column(String(8))
 
     membership: Mapped[Membership | None] = relationship(back_populates="account", uselist=False)
 
@@ -272,6 +274,7 @@ class MailOutbox(Base):
     subject: Mapped[str] = mapped_column(String(500))
     text_body: Mapped[str] = mapped_column(Text)
     html_body: Mapped[str] = mapped_column(Text)
+    language: Mapped[str | None] = mapped_column(String(8))  # the language the message is written in
     # What the message is (password_reset, seat_invitation, …): for staff and the logs.
     kind: Mapped[str] = mapped_column(String(50))
     account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="SET NULL"), index=True)

@@ -15,7 +15,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..db import get_session, utcnow
+from ..i18n import gettext as _, in_language
 from ..mail import send_mail
+from ..membership.reader_mail import hello, letter
 from ..urls import absolute_url
 from ..models import Account, AuditLog
 from ..membership.service import enqueue_newsletter
@@ -37,12 +39,14 @@ def request(session: Session, account: Account, new_email: str, *, source: str) 
     link = absolute_url("members.confirm_email", token=token)
     session.add(AuditLog(actor_id=None, actor_email=source, action="email_change_requested",
                          target_account_id=account.id, details={"to": new_email}))
-    send_mail(new_email, "Use this address to sign in?",
-              f"Hello {account.name},\n\nYour billing email for your DAWNS membership is now {new_email}.\n\n"
-              f"Do you also want to sign in, and receive DAWNS Digest, at this address? Open this link "
-              f"and confirm (it works once, for 24 hours):\n\n{link}\n\n"
-              "If you do nothing, nothing changes.\n",
-              kind="email_change_confirm", account_id=account.id, session=session)
+    with in_language(account.language) as lang:
+        body = letter(hello(account),
+                      _("Your billing email for your DAWNS membership is now %(email)s.", email=new_email),
+                      _("Do you also want to sign in, and receive DAWNS Digest, at this address? Open this link and "
+                        "confirm (it works once, for 24 hours):") + "\n\n" + link,
+                      _("If you do nothing, nothing changes."))
+        send_mail(new_email, _("Use this address to sign in?"), body, kind="email_change_confirm",
+                  account_id=account.id, lang=lang, session=session)
 
 
 def withdraw(session: Session, account: Account) -> None:
@@ -85,10 +89,11 @@ def confirm(token: str, account: Account) -> Account | None:
         enqueue_newsletter(session, account, membership, force=True)  # move the list member too
     account.email_verified_at = utcnow()  # they opened a link sent to it
     end_sessions(account, keep_current=True)  # a new sign-in address: every other device signs in again
-    send_mail(old, "Your sign-in email was changed",
-              f"Hello {account.name},\n\nYou now sign in to your DAWNS membership as {new_email}. If this "
-              "was not you, reply to this message straight away.\n",
-              kind="email_changed", account_id=account.id, session=session)
+    with in_language(account.language) as lang:
+        body = letter(hello(account), _("You now sign in to your DAWNS membership as %(email)s. If this was not you, "
+                                        "reply to this message straight away.", email=new_email))
+        send_mail(old, _("Your sign-in email was changed"), body, kind="email_changed", account_id=account.id,
+                  lang=lang, session=session)
     try:
         session.commit()
     except IntegrityError:  # the address was taken a moment ago (the message is discarded with it)

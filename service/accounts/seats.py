@@ -16,7 +16,9 @@ from sqlalchemy import select
 
 from ..db import get_session, utcnow
 from ..domain.membership import Role
+from ..i18n import gettext as _, in_language, ngettext
 from ..mail import send_mail
+from ..membership.reader_mail import hello, letter
 from ..membership.organisations import (
     REMOVED,
     SeatError,
@@ -97,12 +99,12 @@ def invite(admin: Account, slug: str, email: str) -> None:
     email = normalize_email(email)
     count = seat_count(session, org)
     if count.used >= org.seats:
-        taken = f"All {org.seats} seats are" if org.seats != 1 else "The one seat is"
-        raise SeatError(f"{taken} taken: remove a seat or add seats first.")
+        raise SeatError(ngettext("The one seat is taken: remove a seat or add seats first.",
+                                 "All %(num)d seats are taken: remove a seat or add seats first.", org.seats))
     holder = session.scalar(select(Seat.id).join(Account, Account.id == Seat.account_id).where(
         Seat.organisation_id == org.id, Seat.status != REMOVED, Account.email == email))
     if holder is not None:
-        raise SeatError(f"{email} already has a seat.")
+        raise SeatError(_("%(email)s already has a seat.", email=email))
     staff = session.scalar(select(Account.id).where(Account.email == email, Account.role != Role.MEMBER))
     if staff is not None:
         # Answered like any other address (no way to learn who is staff); nothing is sent.
@@ -111,12 +113,16 @@ def invite(admin: Account, slug: str, email: str) -> None:
     token = links.issue(session, INVITE_PURPOSE, None, INVITE_TTL, {"organisation_id": org.id, "email": email})
     _audit(admin, "seat_invited", org, email=email)
     link = absolute_url("organisations.invitation", token=token)
-    send_mail(email, f"{org.name} invites you to DAWNS",
-              f"Hello,\n\n{admin.name} ({admin.email}) has given you a seat in {org.name}'s DAWNS membership: "
-              f"full access to our reporting and DAWNS Digest, the daily newsletter, paid for by {org.name}.\n\n"
-              f"Accept it here (the link works once, for 7 days):\n\n{link}\n\n"
-              "If you were not expecting this, ignore this email.\n",
-              kind="seat_invitation", session=session)
+    invitee = session.scalar(select(Account.language).where(Account.email == email))
+    with in_language(invitee) as lang:  # theirs if they have an account, else the admin's page's
+        body = letter(_("Hello,"),
+                      _("%(admin)s (%(admin_email)s) has given you a seat in %(organisation)s's DAWNS membership: full "
+                        "access to our reporting and DAWNS Digest, the daily newsletter, paid for by %(organisation)s.",
+                        admin=admin.name, admin_email=admin.email, organisation=org.name),
+                      _("Accept it here (the link works once, for 7 days):") + "\n\n" + link,
+                      _("If you were not expecting this, ignore this email."))
+        send_mail(email, _("%(organisation)s invites you to DAWNS", organisation=org.name), body,
+                  kind="seat_invitation", lang=lang, session=session)
     session.commit()  # the invitation and its mail together
 
 
@@ -155,18 +161,18 @@ def accept_invitation(token: str, *, current: Account | None, name: str | None, 
     session = get_session()
     row = links.use(session, INVITE_PURPOSE, token)
     if row is None:
-        raise SeatError("This invitation has expired or has been used. Ask your organisation's admin for a new one.")
+        raise SeatError(_("This invitation has expired or has been used. Ask your organisation's admin for a new one."))
     org = session.get(Organisation, row.data.get("organisation_id"))
     email = row.data.get("email", "")
     if org is None or not email:
         session.rollback()
-        raise SeatError("This invitation is no longer valid.")
+        raise SeatError(_("This invitation is no longer valid."))
     account = session.scalars(select(Account).where(Account.email == email)).first()
     sign_in = False
     if account is None:
         if not name or not password:
             session.rollback()
-            raise SeatError("Enter your name and choose a password to create your account.")
+            raise SeatError(_("Enter your name and choose a password to create your account."))
         account = Account(email=email, name=name.strip(), password_hash=hash_password(password), role=Role.MEMBER,
                           created_at=utcnow(), email_verified_at=utcnow())
         account.membership = Membership(newsletter_opt_in=newsletter_opt_in, created_at=account.created_at)
@@ -175,16 +181,16 @@ def accept_invitation(token: str, *, current: Account | None, name: str | None, 
         sign_in = True
     elif account.role != Role.MEMBER:
         session.rollback()
-        raise SeatError("Staff accounts cannot take seats.")
+        raise SeatError(_("Staff accounts cannot take seats."))
     elif account.email_verified_at is not None:
         if current is None or current.id != account.id:
             session.rollback()
-            raise SeatError(f"Sign in as {email} first, then accept the seat.")
+            raise SeatError(_("Sign in as %(email)s first, then accept the seat.", email=email))
     else:
         # Never proved: the owner of the address takes it over with a new password.
         if not password:
             session.rollback()
-            raise SeatError("Choose a password for your account to accept the seat.")
+            raise SeatError(_("Choose a password for your account to accept the seat."))
         account.password_hash = hash_password(password)
         account.email_verified_at = utcnow()
         end_sessions(account)
@@ -238,9 +244,9 @@ def claim(account: Account, slug: str, newsletter_opt_in: bool) -> str:
     session = get_session()
     org = by_slug(slug)
     if org is None or not claimable(account, org):
-        raise SeatError("Seats of this organisation are for addresses on its own domains.")
+        raise SeatError(_("Seats of this organisation are for addresses on its own domains."))
     if removed_by_admin(org, account):
-        raise SeatError(f"Your seat in {org.name} was removed by its admin. Ask them for an invitation.")
+        raise SeatError(_("Your seat in %(name)s was removed by its admin. Ask them for an invitation.", name=org.name))
     if account.email_verified_at is not None:
         take_seat(session, org, account, "domain", newsletter_opt_in=newsletter_opt_in)
         _audit(account, "seat_taken", org, account, how="domain")
@@ -250,11 +256,13 @@ def claim(account: Account, slug: str, newsletter_opt_in: bool) -> str:
     token = links.issue(session, CLAIM_PURPOSE, account, CLAIM_TTL,
                         {"organisation_id": org.id, "email": account.email, "newsletter": newsletter_opt_in})
     link = absolute_url("organisations.confirm_claim", token=token)
-    send_mail(account.email, f"Confirm your address to join {org.name} on DAWNS",
-              f"Hello {account.name},\n\nTo take a seat in {org.name}'s DAWNS membership, confirm that this "
-              f"address is yours (the link works once, for 24 hours):\n\n{link}\n\n"
-              "If you did not ask for this, ignore this email.\n",
-              kind="seat_claim_confirm", account_id=account.id, session=session)
+    with in_language(account.language) as lang:
+        body = letter(hello(account),
+                      _("To take a seat in %(organisation)s's DAWNS membership, confirm that this address is yours "
+                        "(the link works once, for 24 hours):", organisation=org.name) + "\n\n" + link,
+                      _("If you did not ask for this, ignore this email."))
+        send_mail(account.email, _("Confirm your address to join %(organisation)s on DAWNS", organisation=org.name),
+                  body, kind="seat_claim_confirm", account_id=account.id, lang=lang, session=session)
     session.commit()  # the link and its mail together
     return "sent"
 
@@ -294,17 +302,17 @@ def confirm_claim(token: str, current: Account) -> tuple[Account, Organisation]:
     session = get_session()
     peeked = links.peek(session, CLAIM_PURPOSE, token)
     if peeked is None or peeked.account_id != current.id:
-        raise SeatError("This link is for another account, has expired or has been used. Sign in as the account "
-                        "that asked for it, or claim your seat again.")
+        raise SeatError(_("This link is for another account, has expired or has been used. Sign in as the account "
+                        "that asked for it, or claim your seat again."))
     row = links.use(session, CLAIM_PURPOSE, token)
     if row is None or row.account_id is None:
-        raise SeatError("This link has expired or has been used. Claim your seat again to get a new one.")
+        raise SeatError(_("This link has expired or has been used. Claim your seat again to get a new one."))
     account = session.get(Account, row.account_id)
     org = session.get(Organisation, row.data.get("organisation_id"))
     if account is None or org is None or account.email != row.data.get("email") or not claimable(account, org) \
             or removed_by_admin(org, account):
         session.rollback()
-        raise SeatError("This link no longer matches your account's address.")
+        raise SeatError(_("This link no longer matches your account's address."))
     account.email_verified_at = account.email_verified_at or utcnow()
     try:
         take_seat(session, org, account, "domain", newsletter_opt_in=bool(row.data.get("newsletter", True)))
@@ -324,7 +332,7 @@ def remove(admin: Account, slug: str, seat_id: int) -> str:
     org = managed_by(admin, slug)
     seat = session.get(Seat, seat_id)
     if seat is None or seat.organisation_id != org.id or seat.status == REMOVED:
-        raise SeatError("No such seat.")
+        raise SeatError(_("No such seat."))
     reader = session.get(Account, seat.account_id)
     remove_seat(session, seat)
     if reader is not None:

@@ -16,7 +16,10 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from ..db import get_session, utcnow
 from ..domain.membership import MembershipStatus, Role
+from ..i18n import current_language, gettext as _, in_language, known
 from ..mail import send_mail
+from ..membership.reader_mail import hello, letter
+from ..membership.service import enqueue_newsletter
 from ..urls import absolute_url
 from ..models import Account, AuditLog, LoginSession, Membership, session_fingerprint
 
@@ -45,6 +48,19 @@ def find_by_email(email: str) -> Account | None:
     return get_session().scalars(select(Account).where(Account.email == normalize_email(email))).first()
 
 
+def save_language(account_id: int, lang: str) -> None:
+    """The reader's choice of language, kept for their pages, mail, Checkout and DAWNS."""
+    session = get_session()
+    account = session.get(Account, account_id)
+    if account is None or not known(lang) or account.language == known(lang):
+        return
+    account.language = known(lang)
+    membership = account.membership
+    if membership is not None and membership.newsletter_desired not in (None, "none"):
+        enqueue_newsletter(session, account, membership, force=True)  # DAWNS learns the language too
+    session.commit()
+
+
 class EmailTaken(Exception):
     pass
 
@@ -53,7 +69,7 @@ def create_member(name: str, email: str, password: str, newsletter_opt_in: bool)
     session = get_session()
     now = utcnow()
     account = Account(email=normalize_email(email), name=name.strip(), password_hash=hash_password(password),
-                      role=Role.MEMBER, created_at=now)
+                      role=Role.MEMBER, created_at=now, language=current_language())
     # One join date for both: the staff list orders by the membership's.
     account.membership = Membership(status=MembershipStatus.PENDING, newsletter_opt_in=newsletter_opt_in,
                                     created_at=now)
@@ -68,15 +84,14 @@ def create_member(name: str, email: str, password: str, newsletter_opt_in: bool)
 
 def notify_existing_account(account: Account) -> None:
     """Someone tried to join with an email that has an account: tell the owner, not the visitor."""
-    send_mail(
-        account.email,
-        "Someone tried to join with your email",
-        "Someone (maybe you) tried to become a member with this email address, which already "
-        "has an account.\n\n"
-        f"Log in: {absolute_url('members.login')}\n"
-        f"Forgot your password? {absolute_url('members.reset_request')}\n",
-        kind="existing_account", account_id=account.id,
-    )
+    with in_language(account.language) as lang:
+        body = letter(hello(account),
+                      _("Someone (maybe you) tried to become a member with this email address, which already has an "
+                        "account."),
+                      _("Log in: %(url)s", url=absolute_url("members.login")) + "\n"
+                      + _("Forgot your password? %(url)s", url=absolute_url("members.reset_request")))
+        send_mail(account.email, _("Someone tried to join with your email"), body, kind="existing_account",
+                  account_id=account.id, lang=lang)
     get_session().commit()
 
 
@@ -193,13 +208,13 @@ def request_password_reset(email: str) -> None:
     token = make_reset_token(account)
     link = absolute_url("members.reset_password", token=token)
     minutes = current_app.config["PASSWORD_RESET_MAX_AGE"] // 60
-    send_mail(
-        account.email,
-        "Reset your password",
-        f"Hello {account.name},\n\nUse this link to choose a new password. It works once and "
-        f"expires in {minutes} minutes:\n\n{link}\n\nIf you did not ask for this, ignore this email.\n",
-        kind="password_reset", account_id=account.id,
-    )
+    with in_language(account.language) as lang:
+        body = letter(hello(account),
+                      _("Use this link to choose a new password. It works once and expires in %(minutes)d minutes:",
+                        minutes=minutes) + "\n\n" + link,
+                      _("If you did not ask for this, ignore this email."))
+        send_mail(account.email, _("Reset your password"), body, kind="password_reset", account_id=account.id,
+                  lang=lang)
     get_session().commit()  # the message is durable once the page answers
 
 

@@ -24,7 +24,9 @@ from sqlalchemy import select, update
 
 from ..db import get_session, utcnow
 from ..domain.membership import Role
+from ..i18n import gettext as _, in_language
 from ..mail import send_mail
+from ..membership.reader_mail import hello, letter
 from ..models import Account, AccountToken, AuditLog
 from ..urls import absolute_url
 from . import links
@@ -60,14 +62,14 @@ def request_link(email: str, next_url: str = "") -> None:
     token = links.issue(session, PURPOSE, reader, TTL, data)
     link = absolute_url("members.signin_link", token=token)
     minutes = int(TTL.total_seconds() // 60)
-    send_mail(
-        reader.email,
-        "Your sign-in link",
-        f"Hello {reader.name},\n\nUse this link to sign in to your DAWNS membership. It works once and "
-        f"expires in {minutes} minutes:\n\n{link}\n\nOpen it and press \"Sign in\".\n\n"
-        "If you did not ask for this, ignore this email: nobody can sign in without it.\n",
-        kind="signin_link", account_id=reader.id, session=session,
-    )
+    with in_language(reader.language) as lang:
+        body = letter(hello(reader),
+                      _("Use this link to sign in to your DAWNS membership. It works once and expires in %(minutes)d "
+                        "minutes:", minutes=minutes) + "\n\n" + link,
+                      _('Open it and press "Sign in".'),
+                      _("If you did not ask for this, ignore this email: nobody can sign in without it."))
+        send_mail(reader.email, _("Your sign-in link"), body, kind="signin_link", account_id=reader.id, lang=lang,
+                  session=session)
     session.commit()  # the link and its message commit together
 
 

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from ..db import get_session, utcnow
 from ..domain.membership import HELD, PAYING, Interval, MembershipStatus, Role
+from ..i18n import lazy_gettext as _l, stripe_locale
 from ..membership import catalogue
 from ..membership.service import is_entitled, price_of_item, recompute
 from ..membership.organisations import (
@@ -71,11 +72,11 @@ def line_for(session: Session, choice: Choice, quantity: int = 1) -> LineItem:
     if choice.level_id is not None:
         level = session.get(Level, choice.level_id)
         if level is None or level.archived:
-            raise BillingError("That level is not offered.", retryable=False)
+            raise BillingError(_l("That level is not offered."), retryable=False)
         return LineItem(price_id=level.stripe_price_id, quantity=quantity)
     product = catalogue.membership_product_id(session)
     if not product or not choice.amount or choice.interval is None:
-        raise BillingError("We could not start the payment. Please try again later.",
+        raise BillingError(_l("We could not start the payment. Please try again later."),
                            detail="no membership product for a custom amount")
     return LineItem(amount=choice.amount, currency="usd", interval=choice.interval.value, product_id=product,
                     quantity=quantity)
@@ -165,9 +166,10 @@ def start_organisation_checkout(account: Account, name: str, seats: int) -> str:
     at the organisation level's yearly per-seat price). The buyer becomes the organisation's
     admin. Its URL; raises BillingError."""
     if account.role != Role.MEMBER:
-        raise AlreadyMember("Staff accounts do not buy seats: create the organisation in the staff console.")
+        raise AlreadyMember(_l("Staff accounts do not buy seats: create the organisation in the staff console."))
     if not MIN_SELF_SERVE_SEATS <= seats <= MAX_SEATS:
-        raise BillingError(f"Choose between {MIN_SELF_SERVE_SEATS} and {MAX_SEATS:,} seats.", retryable=False)
+        raise BillingError(_l("Choose between %(low)d and %(high)d seats.", low=MIN_SELF_SERVE_SEATS, high=MAX_SEATS),
+                           retryable=False)
     try:
         name = clean_name(name)
     except SeatError as exc:
@@ -177,7 +179,7 @@ def start_organisation_checkout(account: Account, name: str, seats: int) -> str:
     catalogue.ensure_once(session, gateway)
     level = catalogue.organisation_level(session)
     if level is None:
-        raise BillingError("Organisation memberships are not on sale yet. Please contact us.", retryable=False)
+        raise BillingError(_l("Organisation memberships are not on sale yet. Please contact us."), retryable=False)
     # The same buyer trying again (back button, a cancelled Checkout) reuses their unpaid one.
     org = session.scalars(select(Organisation).where(
         Organisation.admin_account_id == account.id, Organisation.name == name,
@@ -197,12 +199,13 @@ def start_organisation_checkout(account: Account, name: str, seats: int) -> str:
         success_url=f"{base}/organisations/join/success?session_id={{CHECKOUT_SESSION_ID}}",
         cancel_url=f"{base}/organisations/join",
         metadata={"organisation": org.slug},
+        locale=stripe_locale(),
         adjustable_quantity=(MIN_SELF_SERVE_SEATS, MAX_SEATS),
     )
     checkout = gateway.create_checkout_session(req)
     url = checkout.get("url")
     if not url or not checkout.get("id"):
-        raise BillingError("We could not start the payment. Please try again later.")
+        raise BillingError(_l("We could not start the payment. Please try again later."))
     record = record_checkout_session(session, checkout, account, purpose="organisation")
     record.organisation_id = org.id
     session.commit()
@@ -229,7 +232,8 @@ def _one_open_checkout(session: Session, gateway: BillingGateway, org: Organisat
         elif checkout.get("status") == "complete":
             fulfil_checkout_session(session, gateway, checkout, for_account=account)
             session.commit()
-            raise AlreadyMember(f"Your payment for {org.name} went through: there is no need to pay again.")
+            raise AlreadyMember(_l("Your payment for %(organisation)s went through: there is no need to pay again.",
+                                    organisation=org.name))
         else:
             record.status = checkout.get("status") or "expired"
     session.flush()
@@ -261,7 +265,7 @@ def _refuse_a_second_checkout(session: Session, gateway: BillingGateway, account
     if membership is not None and membership.status in HELD:
         # The subscription still exists (paid, retried, paused or unpaid): a second one would
         # charge twice. Those are settled in "Manage billing".
-        raise AlreadyMember('You already have a membership subscription: use "Manage billing" to update it.')
+        raise AlreadyMember(_l('You already have a membership subscription: use "Manage billing" to update it.'))
     # The subscriptions themselves, not only the stored state (a comp can stand in front of a
     # subscription Stripe is still retrying): any that still bills, or one whose first payment
     # is being confirmed (Stripe gives an incomplete one 23 hours).
@@ -271,8 +275,8 @@ def _refuse_a_second_checkout(session: Session, gateway: BillingGateway, account
             continue
         if sub.status in BILLING or (sub.status == "incomplete" and sub.stripe_created_at
                                      and sub.stripe_created_at > utcnow() - RECENT):
-            raise AlreadyMember("A payment for your membership is already under way or active: use "
-                                '"Manage billing" to see it.')
+            raise AlreadyMember(_l('A payment for your membership is already under way or active: use '
+                                   '"Manage billing" to see it.'))
     recent = session.scalars(select(CheckoutSession).where(
         CheckoutSession.account_id == account.id, CheckoutSession.ours.is_(True), CheckoutSession.status == "open",
         CheckoutSession.created_at > utcnow() - RECENT)).all()
@@ -295,7 +299,7 @@ def _refuse_a_second_checkout(session: Session, gateway: BillingGateway, account
             continue
         fulfil_checkout_session(session, gateway, checkout, for_account=account)
         session.commit()
-        raise AlreadyMember("Your payment went through and is being confirmed: there is no need to pay again.")
+        raise AlreadyMember(_l("Your payment went through and is being confirmed: there is no need to pay again."))
 
 
 def start_checkout(account: Account, choice: Choice) -> str:
@@ -303,7 +307,7 @@ def start_checkout(account: Account, choice: Choice) -> str:
 
     Raises BillingError (AlreadyMember when a second one would charge twice)."""
     if account.role != Role.MEMBER:
-        raise AlreadyMember("Staff accounts do not hold memberships.")
+        raise AlreadyMember(_l("Staff accounts do not hold memberships."))
     session = get_session()
     gateway = get_gateway()
     catalogue.ensure_once(session, gateway)
@@ -317,11 +321,12 @@ def start_checkout(account: Account, choice: Choice) -> str:
         # {CHECKOUT_SESSION_ID} is filled in by Stripe: https://docs.stripe.com/payments/checkout/custom-success-page
         success_url=f"{base}/join/success?session_id={{CHECKOUT_SESSION_ID}}",
         cancel_url=f"{base}/join/cancelled",
+        locale=stripe_locale(),  # Checkout's page in the reader's language
     )
     checkout = gateway.create_checkout_session(req)
     url = checkout.get("url")
     if not url or not checkout.get("id"):
-        raise BillingError("We could not start the payment. Please try again later.")
+        raise BillingError(_l("We could not start the payment. Please try again later."))
     record_checkout_session(session, checkout, account)
     session.commit()
     return url
@@ -368,7 +373,7 @@ def portal_url(account: Account, return_url: str) -> str | None:
     customer_id = current_customer_id(account)
     if customer_id is None:
         return None
-    return get_gateway().create_portal_session(customer_id, return_url)["url"]
+    return get_gateway().create_portal_session(customer_id, return_url, locale=stripe_locale())["url"]
 
 
 def change_level(account: Account, choice: Choice) -> None:
@@ -377,19 +382,19 @@ def change_level(account: Account, choice: Choice) -> None:
     session = get_session()
     membership = account.membership
     if membership is None or not membership.stripe_subscription_id:
-        raise BillingError("There is no membership subscription to change: join first.", retryable=False)
+        raise BillingError(_l("There is no membership subscription to change: join first."), retryable=False)
     if membership.status != MembershipStatus.ACTIVE:
         # Behind on payment: settle that first ("Manage billing"), a new level cannot skip it.
-        raise BillingError('Your last payment has not gone through: update your card in "Manage billing" '
-                           "first, then change your level.", retryable=False)
+        raise BillingError(_l('Your last payment has not gone through: update your card in "Manage billing" '
+                              "first, then change your level."), retryable=False)
     row = session.scalars(select(StripeSubscription).where(
         StripeSubscription.stripe_id == membership.stripe_subscription_id)).first()
     counted = catalogue.current(session)
     item = next((i for i in (row.items if row else []) if counted.counts(price_of_item(i))), None)
     if row is None or item is None or not item.get("id"):
-        raise BillingError("We could not find your subscription's membership item. Please contact us.",
+        raise BillingError(_l("We could not find your subscription's membership item. Please contact us."),
                            retryable=False)
     line = line_for(session, choice, quantity=item.get("quantity") or 1)
     if line.price_id is not None and line.price_id == item.get("price"):
-        raise BillingError("That is already your level.", retryable=False)
+        raise BillingError(_l("That is already your level."), retryable=False)
     get_gateway().update_subscription_price(row.stripe_id, item["id"], line)

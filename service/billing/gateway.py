@@ -16,20 +16,22 @@ from urllib.parse import quote
 
 import stripe
 
+from ..i18n import english, lazy_gettext as _l
 from .transport import Urllib3Client
 
 log = logging.getLogger("service.billing")
 
 
 class BillingError(Exception):
-    """Stripe could not do what we asked. `message` is safe to show a reader."""
+    """Stripe could not do what we asked. `message` is safe to show a reader (a lazy text: it
+    reads in the language of whoever is shown it)."""
 
     def __init__(self, message: str, *, retryable: bool = True, detail: str | None = None) -> None:
-        super().__init__(detail or message)
+        # What Stripe said, for logs and operators (never shown to readers), in English.
+        self.detail = detail or english(message)
+        super().__init__(self.detail)
         self.message = message
         self.retryable = retryable
-        # What Stripe said, for logs and operators (never shown to readers).
-        self.detail = detail or message
 
 
 @dataclass(frozen=True)
@@ -93,7 +95,7 @@ class BillingGateway(Protocol):
     def create_customer(self, email: str, metadata: dict[str, str], name: str | None = None) -> dict[str, Any]: ...
     def update_customer(self, customer_id: str, params: dict[str, Any]) -> dict[str, Any]: ...
     def save_card(self, customer_id: str, card: dict[str, Any]) -> str: ...
-    def create_portal_session(self, customer_id: str, return_url: str) -> dict[str, Any]: ...
+    def create_portal_session(self, customer_id: str, return_url: str, locale: str | None = None) -> dict[str, Any]: ...
     def retrieve_price(self, price_id: str) -> dict[str, Any]: ...
     def create_price(self, *, product_id: str, amount: int, currency: str, interval: str) -> dict[str, Any]: ...
 
@@ -102,23 +104,23 @@ def translate(exc: stripe.StripeError) -> BillingError:
     # Error classes: https://docs.stripe.com/api/errors/handling
     detail = f"{type(exc).__name__}: {exc.user_message or exc}"
     if isinstance(exc, stripe.CardError):
-        return BillingError(exc.user_message or "Your card was declined.", retryable=False, detail=detail)
+        return BillingError(exc.user_message or _l("Your card was declined."), retryable=False, detail=detail)
     if isinstance(exc, (stripe.AuthenticationError, stripe.PermissionError)):
         # Our configuration is wrong (e.g. a rotated key): fixable, so callers should retry later.
         log.error("Stripe rejected our API key: %s", detail)
-        return BillingError("Payments are temporarily unavailable. Please try again later.",
+        return BillingError(_l("Payments are temporarily unavailable. Please try again later."),
                             retryable=True, detail=f"Stripe rejected the API key ({detail})")
     if isinstance(exc, stripe.InvalidRequestError):
         log.error("Stripe rejected a request: %s", detail)
         # Only a missing object is final (Stripe says `resource_missing`; a server without codes,
         # such as localstripe, says 404); other refusals may be ours to fix, so retry.
         missing = exc.code == "resource_missing" or exc.http_status == 404
-        return BillingError("We could not start the payment. Please try again later.",
+        return BillingError(_l("We could not start the payment. Please try again later."),
                             retryable=not missing, detail=detail)
     if isinstance(exc, stripe.RateLimitError):
-        return BillingError("Payments are busy right now. Please try again in a minute.", detail=detail)
+        return BillingError(_l("Payments are busy right now. Please try again in a minute."), detail=detail)
     log.error("Stripe unavailable: %s", detail)
-    return BillingError("We could not reach our payment provider. Please try again in a few minutes.",
+    return BillingError(_l("We could not reach our payment provider. Please try again in a few minutes."),
                         detail=detail)
 
 
@@ -252,10 +254,12 @@ class StripeGateway:
         # An open Checkout Session can be paid until it expires: https://docs.stripe.com/api/checkout/sessions/expire
         return self._call(self.client.v1.checkout.sessions.expire, session_id)
 
-    def create_portal_session(self, customer_id: str, return_url: str) -> dict[str, Any]:
-        # https://docs.stripe.com/api/customer_portal/sessions/create
-        return self._call(self.client.v1.billing_portal.sessions.create,
-                          {"customer": customer_id, "return_url": return_url})
+    def create_portal_session(self, customer_id: str, return_url: str, locale: str | None = None) -> dict[str, Any]:
+        # https://docs.stripe.com/api/customer_portal/sessions/create (`locale`: the Portal's language)
+        params = {"customer": customer_id, "return_url": return_url}
+        if locale:
+            params["locale"] = locale
+        return self._call(self.client.v1.billing_portal.sessions.create, params)
 
     def retrieve_price(self, price_id: str) -> dict[str, Any]:
         return self._call(self.client.v1.prices.retrieve, price_id)

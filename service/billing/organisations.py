@@ -21,7 +21,9 @@ from sqlalchemy.orm import Session
 from ..accounts.services import end_sessions, hash_password, make_reset_token, normalize_email
 from ..db import utcnow
 from ..domain.membership import MembershipStatus, Role
+from ..i18n import gettext as _, in_language
 from ..mail import send_mail
+from ..membership.reader_mail import hello, letter
 from ..membership import catalogue
 from ..membership.organisations import (
     MAX_SEATS,
@@ -190,18 +192,24 @@ def tell_contact(org: Organisation, contact: Account, created: bool) -> None:
     password: the same single-use reset link)."""
     # The reader pages' address, as the seat mails write it (built without their blueprint).
     manage = f"{current_app.config['PUBLIC_BASE_URL'].rstrip('/')}/organisations/{org.slug}"
-    if created:
-        minutes = current_app.config["PASSWORD_RESET_MAX_AGE"] // 60
-        link = absolute_url("members.reset_password", token=make_reset_token(contact))
-        body = (f"Hello {contact.name},\n\nAn account was made for you as the contact of {org.name}, which "
-                f"subscribes to DAWNS for its people: you manage its seats.\n\nChoose your password here (the "
-                f"link works once, for {minutes} minutes):\n\n{link}\n\nIf it has expired, ask for a new one at "
-                f"{absolute_url('members.reset_request')} with this address. Then manage the seats at {manage}\n")
-    else:
-        body = (f"Hello {contact.name},\n\nYou are now the contact of {org.name}, which subscribes to DAWNS for "
-                f"its people: you manage its seats at {manage}\n\nStripe emails its invoices to this address.\n")
-    send_mail(contact.email, f"{org.name} on DAWNS: you manage its seats", body,
-              kind="organisation_contact", account_id=contact.id)
+    with in_language(contact.language) as lang:
+        if created:
+            minutes = current_app.config["PASSWORD_RESET_MAX_AGE"] // 60
+            link = absolute_url("members.reset_password", token=make_reset_token(contact))
+            body = letter(hello(contact),
+                          _("An account was made for you as the contact of %(organisation)s, which subscribes to DAWNS "
+                            "for its people: you manage its seats.", organisation=org.name),
+                          _("Choose your password here (the link works once, for %(minutes)d minutes):",
+                            minutes=minutes) + "\n\n" + link,
+                          _("If it has expired, ask for a new one at %(url)s with this address. Then manage the seats "
+                            "at %(manage)s", url=absolute_url("members.reset_request"), manage=manage))
+        else:
+            body = letter(hello(contact),
+                          _("You are now the contact of %(organisation)s, which subscribes to DAWNS for its people: "
+                            "you manage its seats at %(manage)s", organisation=org.name, manage=manage),
+                          _("Stripe emails its invoices to this address."))
+        send_mail(contact.email, _("%(organisation)s on DAWNS: you manage its seats", organisation=org.name), body,
+                  kind="organisation_contact", account_id=contact.id, lang=lang)
 
 
 def _seat_item(session: Session, org: Organisation, row: StripeSubscription) -> dict | None:

@@ -10,6 +10,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from ..errors import json_error
 from ..extensions import csrf
 from ..forms import ActionForm
+from ..i18n import gettext as _
 from ..db import get_engine
 from ..urls import absolute_url
 from . import checkout, inbox
@@ -43,7 +44,7 @@ def manage_billing():
     except BillingError as exc:
         return render_template("billing/unavailable.html", message=exc.message), 503
     if url is None:
-        flash("There is no billing account yet: join first.", "info")
+        flash(_("There is no billing account yet: join first."), "info")
         return redirect(url_for("members.account"), code=303)
     return redirect(url, code=303)
 

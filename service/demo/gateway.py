@@ -20,6 +20,7 @@ from typing import Any
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from ..billing.gateway import BillingError, CheckoutRequest, LineItem, StripeGateway
+from ..i18n import lazy_gettext as _l
 
 SESSION_PREFIX = "cs_demo_"
 SESSION_MAX_AGE = 24 * 3600
@@ -88,11 +89,11 @@ class DemoGateway(StripeGateway):
 
     def decode_session(self, session_id: str) -> dict[str, Any]:
         if not session_id.startswith(SESSION_PREFIX):
-            raise BillingError("Unknown checkout session.", retryable=False)
+            raise BillingError(_l("Unknown checkout session."), retryable=False)
         try:
             return self._signer.loads(session_id[len(SESSION_PREFIX):], max_age=SESSION_MAX_AGE)
         except BadSignature:  # also when expired (SignatureExpired is a BadSignature)
-            raise BillingError("Unknown or expired checkout session.", retryable=False) from None
+            raise BillingError(_l("Unknown or expired checkout session."), retryable=False) from None
 
     def create_checkout_session(self, req: CheckoutRequest) -> dict[str, Any]:
         nonce = secrets.token_hex(6)
@@ -161,20 +162,21 @@ class DemoGateway(StripeGateway):
         if self.demo_subscription(data) is not None:
             return  # paid already (a second click, or the back button)
         if data["expired"]:
-            raise BillingError("This checkout has expired: start again from your account.", retryable=False)
+            raise BillingError(_l("This checkout has expired: start again from your account."), retryable=False)
         self.save_card(data["customer"], card)
         plan = data["plan"]["id"] if data["plan"] else None
         if plan is None:
-            raise BillingError("This demo checkout has no price.", retryable=False)
+            raise BillingError(_l("This demo checkout has no price."), retryable=False)
         sub = self.create_subscription(data["customer"], LineItem(price_id=plan, quantity=data["quantity"]),
                                        {"member_id": data["member_id"] or "", "demo_checkout": data["nonce"]})
         if sub["status"] == "incomplete":
             # Hosted Checkout would not complete with a refused card: ask for another one.
-            raise DemoCardDeclined("Your card was declined. Try another card.")
+            raise DemoCardDeclined(_l("Your card was declined. Try another card."))
 
     # --- the Customer Portal: a demo page -----------------------------------------------------
 
-    def create_portal_session(self, customer_id: str, return_url: str) -> dict[str, Any]:
+    def create_portal_session(self, customer_id: str, return_url: str, locale: str | None = None) -> dict[str, Any]:
+        # The demo Portal is a page of ours: it speaks the reader's language like every other.
         token = self._portal_signer.dumps({"customer": customer_id, "return_url": return_url})
         return {"object": "billing_portal.session", "url": f"{self.public_base_url}/demo/portal/{token}"}
 
@@ -182,7 +184,7 @@ class DemoGateway(StripeGateway):
         try:
             return self._portal_signer.loads(token, max_age=PORTAL_MAX_AGE)
         except BadSignature:
-            raise BillingError("Unknown or expired portal session.", retryable=False) from None
+            raise BillingError(_l("Unknown or expired portal session."), retryable=False) from None
 
 
 class DemoCardDeclined(BillingError):

@@ -15,7 +15,7 @@ from ..billing.gateway import BillingError
 from ..billing.lifecycle import sync_subscription
 from ..db import get_session
 from ..billing.runtime import get_gateway
-from ..domain.money import format_amount
+from ..i18n import gettext as _, lazy_gettext as _l, money
 from .gateway import DemoCardDeclined, DemoGateway
 
 bp = Blueprint("demo", __name__, url_prefix="/demo")
@@ -23,21 +23,22 @@ bp = Blueprint("demo", __name__, url_prefix="/demo")
 
 class DemoCardForm(FlaskForm):
     number = StringField(
-        "Card number",
+        _l("Card number"),
         default="4242 4242 4242 4242",
-        validators=[DataRequired("Enter a card number."), Regexp(r"^[0-9 ]{12,23}$", message="Digits only.")],
+        validators=[DataRequired(_l("Enter a card number.")), Regexp(r"^[0-9 ]{12,23}$", message=_l("Digits only."))],
     )
     exp = StringField(
-        "Expiry (MM/YY)",
+        _l("Expiry (MM/YY)"),
         default="12/34",
-        validators=[DataRequired("Enter the expiry."), Regexp(r"^(0[1-9]|1[0-2])/[0-9]{2}$", message="Use MM/YY.")],
+        validators=[DataRequired(_l("Enter the expiry.")),
+                    Regexp(r"^(0[1-9]|1[0-2])/[0-9]{2}$", message=_l("Use MM/YY."))],
     )
-    cvc = StringField("CVC", default="123", validators=[DataRequired("Enter the CVC."), Length(min=3, max=4)])
+    cvc = StringField(_l("CVC"), default="123", validators=[DataRequired(_l("Enter the CVC.")), Length(min=3, max=4)])
 
 
 class DemoCancelForm(FlaskForm):
-    submit_end = SubmitField("Cancel at the end of the period")
-    submit_now = SubmitField("Cancel now")
+    submit_end = SubmitField(_l("Cancel at the end of the period"))
+    submit_now = SubmitField(_l("Cancel now"))
 
 
 def _demo_gateway() -> DemoGateway:
@@ -50,8 +51,13 @@ def _price_words(data) -> str:
     plan = data.get("plan")
     if not plan:
         return ""
-    each = format_amount(plan["unit_amount"] * data["quantity"], plan["currency"])
-    return f"{each} per {plan['recurring']['interval']}"
+    each = money(plan["unit_amount"] * data["quantity"], plan["currency"])
+    interval = plan["recurring"]["interval"]
+    if interval == "year":
+        return _("%(amount)s per year", amount=each)
+    if interval == "month":
+        return _("%(amount)s per month", amount=each)
+    return _("%(amount)s per %(interval)s", amount=each, interval=interval)  # Stripe's "week", "day"
 
 
 @bp.route("/checkout/<session_id>", methods=["GET", "POST"])

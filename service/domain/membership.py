@@ -89,22 +89,27 @@ PAYING = frozenset({MembershipStatus.ACTIVE, MembershipStatus.PAST_DUE})
 # twice, so these are settled in "Manage billing", never with a new Checkout.
 HELD = PAYING | {MembershipStatus.PAUSED, MembershipStatus.LAPSED}
 
+def N_(text: str) -> str:
+    """Marks a reader-facing text for the catalogue (`make messages`); translated where shown."""
+    return text
+
+
 # What the reader is offered to (re)start a membership, by state; none while one is held.
 START_WORDS: dict[MembershipStatus, str] = {
-    MembershipStatus.PENDING: "Complete your membership",
-    MembershipStatus.CANCELED: "Rejoin",
-    MembershipStatus.COMPED: "Become a paying member",
+    MembershipStatus.PENDING: N_("Complete your membership"),
+    MembershipStatus.CANCELED: N_("Rejoin"),
+    MembershipStatus.COMPED: N_("Become a paying member"),
 }
 
 STATUS_WORDS: dict[MembershipStatus, str] = {
-    MembershipStatus.PENDING: "Not yet active: we have not received a payment for this membership.",
-    MembershipStatus.ACTIVE: "Active: thank you for supporting independent journalism.",
-    MembershipStatus.PAST_DUE: "Active, but the last payment failed. Stripe is retrying; please check your card.",
-    MembershipStatus.PAUSED: "Paused: your membership is on hold.",
-    MembershipStatus.LAPSED: "Lapsed: payments failed and the membership is no longer active.",
-    MembershipStatus.CANCELED: "Canceled: you are no longer a member.",
-    MembershipStatus.COMPED: "Complimentary membership granted by our staff.",
-    MembershipStatus.ORGANISATION: "Active through your organisation's membership.",
+    MembershipStatus.PENDING: N_("Not yet active: we have not received a payment for this membership."),
+    MembershipStatus.ACTIVE: N_("Active: thank you for supporting independent journalism."),
+    MembershipStatus.PAST_DUE: N_("Active, but the last payment failed. Stripe is retrying; please check your card."),
+    MembershipStatus.PAUSED: N_("Paused: your membership is on hold."),
+    MembershipStatus.LAPSED: N_("Lapsed: payments failed and the membership is no longer active."),
+    MembershipStatus.CANCELED: N_("Canceled: you are no longer a member."),
+    MembershipStatus.COMPED: N_("Complimentary membership granted by our staff."),
+    MembershipStatus.ORGANISATION: N_("Active through your organisation's membership."),
 }
 
 CUSTOM_LEVEL_NAME = "Give more"
@@ -161,14 +166,14 @@ def paid_through_label(status: MembershipStatus | str, ends: bool) -> str:
     """How the paid-through date reads for this state."""
     status = MembershipStatus(status)
     if status in (MembershipStatus.CANCELED, MembershipStatus.LAPSED, MembershipStatus.PAUSED):
-        return "Paid through"
+        return N_("Paid through")
     if ends:
-        return "Ends on"
+        return N_("Ends on")
     if status == MembershipStatus.COMPED:
-        return "Complimentary until"
+        return N_("Complimentary until")
     if status == MembershipStatus.ORGANISATION:
-        return "Through your organisation until"
-    return "Renews on"
+        return N_("Through your organisation until")
+    return N_("Renews on")
 
 
 # --- the parts -----------------------------------------------------------------------------------

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from .membership import N_
+
 
 class Desired(StrEnum):
     NONE = "none"                  # never enrolled, nothing to tell the provider
@@ -75,3 +77,15 @@ def split_name(name: str) -> tuple[str, str]:
     if not parts:
         return "", ""
     return parts[0], parts[1] if len(parts) > 1 else ""
+
+
+
+
+# What the DAWNS list holds for a reader, in words (translated where shown).
+LIST_WORDS = {"not_subscribed": N_("not subscribed"), "subscribed": N_("subscribed"),
+              "unsubscribed": N_("unsubscribed"), "archived": N_("archived"), "pending": N_("pending"),
+              "cleaned": N_("cleaned"), "transactional": N_("transactional")}
+
+
+def list_words(status: str) -> str:
+    return LIST_WORDS.get(status, status.replace("_", " "))

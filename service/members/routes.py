@@ -12,9 +12,9 @@ from ..billing.gateway import BillingError
 from ..billing.runtime import get_gateway
 from ..db import get_session
 from ..domain.membership import PAYING, START_WORDS, Interval, MembershipStatus, describe, paid_through_label
-from ..domain.money import describe_level
-from ..domain.newsletter import on_its_way
+from ..domain.newsletter import list_words, on_its_way
 from ..extensions import limiter
+from ..i18n import chosen_language, describe_level, gettext as _
 from ..forms import ActionForm
 from ..membership import catalogue, organisations
 from ..membership.service import is_entitled
@@ -30,6 +30,15 @@ from .forms import (
 )
 
 bp = Blueprint("members", __name__)
+
+
+@bp.after_app_request
+def _save_language(response):
+    """The switcher's choice, kept for a signed-in reader's pages, mail, Checkout and DAWNS."""
+    chosen = chosen_language()
+    if chosen and current_user.is_authenticated:
+        accounts.save_language(current_user.id, chosen)
+    return response
 
 
 def _limit(name: str):
@@ -51,8 +60,7 @@ def _catalogue() -> dict:
 @bp.get("/")
 def index():
     offered = _catalogue()["levels"]
-    return render_template("members/index.html", cheapest=offered[0] if offered else None,
-                           describe_level=describe_level)
+    return render_template("members/index.html", cheapest=offered[0] if offered else None)
 
 
 @bp.route("/join", methods=["GET", "POST"])
@@ -60,7 +68,7 @@ def index():
 def join():
     if current_user.is_authenticated:
         # Never a second account by accident: this browser is someone's already.
-        flash(f"You are signed in as {current_user.email}. To join as someone else, log out first.", "info")
+        flash(_("You are signed in as %(email)s. To join as someone else, log out first.", email=current_user.email), "info")
         target = "staff.index" if current_user.is_staff else "members.checkout_again"
         return redirect(url_for(target), code=303)
     form = JoinForm(**_catalogue())
@@ -77,7 +85,7 @@ def join():
             existing = accounts.find_by_email(form.email.data)
     if existing is not None:
         accounts.notify_existing_account(existing)
-        flash("Please log in to continue. If you have forgotten your password, you can reset it.", "info")
+        flash(_("Please log in to continue. If you have forgotten your password, you can reset it."), "info")
         return redirect(url_for("members.login"), code=303)
     accounts.sign_in(account)
     return _to_checkout(account, form.choice())
@@ -113,7 +121,7 @@ def change_level():
     """Change level: the subscription's price is swapped, prorated; the webhook confirms it."""
     membership = current_user.membership
     if membership is None or membership.status not in PAYING:
-        flash("You have no membership to change yet: choose a level to join.", "info")
+        flash(_("You have no membership to change yet: choose a level to join."), "info")
         return redirect(url_for("members.checkout_again"), code=303)
     form = LevelChoiceForm(**_catalogue())
     if form.validate_on_submit():
@@ -122,7 +130,7 @@ def change_level():
         except BillingError as exc:
             flash(exc.message, "error")
         else:
-            flash("Your new level is on its way: it shows here as soon as Stripe confirms it.", "info")
+            flash(_("Your new level is on its way: it shows here as soon as Stripe confirms it."), "info")
             return redirect(url_for("members.account"), code=303)
     status = 422 if request.method == "POST" else 200
     return render_template("members/level.html", form=form, membership=membership,
@@ -160,7 +168,7 @@ def login():
             accounts.sign_in(account)
             default = url_for("staff.index") if account.is_staff else url_for("members.account")
             return redirect(safe_next(request.args.get("next"), default), code=303)
-        form.password.errors.append("That email and password do not match an account.")
+        form.password.errors.append(_("That email and password do not match an account."))
     status = 422 if request.method == "POST" else 200
     return render_template("members/login.html", form=form, link_form=SignInLinkForm(formdata=None),
                            next_url=next_url), status
@@ -202,8 +210,8 @@ def signin_link(token: str):
     if used is None:
         return _signin_link_invalid()
     if used.proved_address:
-        flash("Your email address is confirmed. The password this account had no longer works: sign in with "
-              "a link, or choose a new password with \"Forgot your password?\".", "info")
+        flash(_("Your email address is confirmed. The password this account had no longer works: sign in with "
+                "a link, or choose a new password with \"Forgot your password?\"."), "info")
     return redirect(safe_next(used.next_url, url_for("members.account")), code=303)
 
 
@@ -220,7 +228,7 @@ def logout():
     if not form.validate_on_submit():
         abort(400)
     accounts.sign_out()
-    flash("You are logged out.", "info")
+    flash(_("You are logged out."), "info")
     return redirect(url_for("members.index"), code=303)
 
 
@@ -230,7 +238,7 @@ def sign_out_everywhere():
     if not ActionForm().validate_on_submit():
         abort(400)
     accounts.sign_out_everywhere(current_user)
-    flash("You are signed out everywhere, on this device too. Log in again to continue.", "info")
+    flash(_("You are signed out everywhere, on this device too. Log in again to continue."), "info")
     return redirect(url_for("members.login"), code=303)
 
 
@@ -241,14 +249,15 @@ def account():
     return render_template(
         "members/account.html",
         membership=membership,
-        words=describe(membership.status) if membership else None,
+        words=_(describe(membership.status)) if membership else None,
         entitled=is_entitled(membership),
         grace_over=membership is not None and membership.status == MembershipStatus.PAST_DUE
         and not is_entitled(membership),
-        date_label=paid_through_label(membership.status, membership.cancel_at_period_end) if membership else None,
-        start_words=START_WORDS.get(membership.status) if membership else None,
+        date_label=_(paid_through_label(membership.status, membership.cancel_at_period_end)) if membership else None,
+        start_words=_(START_WORDS[membership.status]) if membership and membership.status in START_WORDS else None,
         level=describe_level(membership.level) if membership and membership.level else None,
         paying=membership is not None and membership.status in PAYING,
+        newsletter_words=list_words(membership.newsletter_status) if membership else None,
         newsletter_on_its_way=membership is not None
         and on_its_way(membership.newsletter_desired, membership.newsletter_status),
         form=ActionForm(),
@@ -269,16 +278,16 @@ def confirm_email(token: str):
         status = 422 if request.method == "POST" else 200
         return render_template("members/email_confirm.html", form=form, new_email=new_email), status
     if accounts.authenticate(current_user.email, form.password.data) is None:
-        form.password.errors.append("That is not your current password.")
+        form.password.errors.append(_("That is not your current password."))
         return render_template("members/email_confirm.html", form=form, new_email=new_email), 422
     try:
         changed = email_change.confirm(token, current_user)
     except email_change.EmailInUse:
-        flash("Another account already signs in with that address, so your sign-in email is unchanged.", "error")
+        flash(_("Another account already signs in with that address, so your sign-in email is unchanged."), "error")
         return redirect(url_for("members.account"), code=303)
     if changed is None:
         return render_template("members/email_invalid.html"), 400
-    flash(f"You now sign in as {new_email}; DAWNS Digest goes there too.", "info")
+    flash(_("You now sign in as %(email)s; DAWNS Digest goes there too.", email=new_email), "info")
     return redirect(url_for("members.account"), code=303)
 
 
@@ -303,7 +312,7 @@ def reset_password(token: str):
         account = accounts.reset_password(token, form.password.data)
         if account is None:
             return render_template("members/reset_invalid.html"), 400
-        flash("Your password has been changed. Please log in.", "info")
+        flash(_("Your password has been changed. Please log in."), "info")
         return redirect(url_for("members.login"), code=303)
     status = 422 if request.method == "POST" else 200
     return render_template("members/reset_password.html", form=form, token=token), status

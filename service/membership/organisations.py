@@ -22,9 +22,11 @@ from sqlalchemy.orm import Session
 
 from ..db import utcnow
 from ..domain.membership import MembershipStatus, Parts, Role, derive
+from ..i18n import gettext as _, in_language, ngettext
+from ..mail import send_mail
 from ..models import NEVER_READ, Account, Membership, Organisation, Seat, StripeSubscription
 from . import catalogue
-from ..mail import send_mail
+from .reader_mail import hello, letter
 from .service import grace, membership_for, organisation_comp, price_of_item, recompute, subscription_parts
 
 log = logging.getLogger("service.organisations")
@@ -57,7 +59,7 @@ def clean_name(name: str) -> str:
     """An organisation's name: one line, no control characters (it goes into mail subjects)."""
     name = (name or "").strip()
     if CONTROL.search(name) or not 2 <= len(name) <= 200:
-        raise SeatError("An organisation's name is 2 to 200 characters on one line.")
+        raise SeatError(_("An organisation's name is 2 to 200 characters on one line."))
     return name
 
 
@@ -78,11 +80,11 @@ def parse_domains(text: str) -> list[str]:
         if not part:
             continue
         if not DOMAIN.match(part):
-            raise SeatError(f"{part!r} is not an email domain (e.g. unicef.org).")
+            raise SeatError(_("%(domain)s is not an email domain (e.g. unicef.org).", domain=repr(part)))
         if part not in found:
             found.append(part)
     if len(found) > 20:
-        raise SeatError("At most 20 domains.")
+        raise SeatError(_("At most 20 domains."))
     return found
 
 
@@ -190,12 +192,18 @@ def _tell_admin_of_suspension(session: Session, org: Organisation, seats: list[S
 def _send_suspension(session: Session, admin: Account, org: Organisation, seats: list[Seat], emails: list[str],
                      base: str) -> None:
     # Queued in `session` (the worker's, applying a Stripe event): it goes if the change commits.
-    send_mail(admin.email, f"{org.name}: {len(seats)} seat(s) suspended",
-              f"Your organisation's subscription now has {org.seats} seat(s), fewer than the seats in use, so "
-              f"the most recently taken seats were suspended:\n\n" + "\n".join(f"  {e}" for e in emails) +
-              f"\n\nThey come back, oldest first, if you add seats. Manage your seats at "
-              f"{base}/organisations/{org.slug}\n",
-              kind="seats_suspended", account_id=admin.id, session=session)
+    manage = f"{base}/organisations/{org.slug}"
+    with in_language(admin.language) as lang:
+        body = letter(hello(admin),
+                      ngettext("Your organisation's subscription now has %(num)d seat, fewer than the seats in use, so "
+                               "the most recently taken seats were suspended:",
+                               "Your organisation's subscription now has %(num)d seats, fewer than the seats in use, "
+                               "so the most recently taken seats were suspended:", org.seats)
+                      + "\n\n" + "\n".join(f"  {e}" for e in emails),
+                      _("They come back, oldest first, if you add seats. Manage your seats at %(url)s", url=manage))
+        subject = ngettext("%(organisation)s: %(num)d seat suspended", "%(organisation)s: %(num)d seats suspended",
+                           len(seats), organisation=org.name)
+        send_mail(admin.email, subject, body, kind="seats_suspended", account_id=admin.id, lang=lang, session=session)
 
 
 def recompute_seat_holders(session: Session, org: Organisation) -> None:
@@ -236,16 +244,16 @@ def take_seat(session: Session, org: Organisation, account: Account, how: str,
     """Give the reader a seat (idempotent: a reader holding one keeps it). Never more active
     seats than the quantity: the organisation row is locked while counting."""
     if account.role != Role.MEMBER:
-        raise SeatError("Staff accounts do not take seats.")
+        raise SeatError(_("Staff accounts do not take seats."))
     locked = lock(session, org.id)
     if locked is None:
-        raise SeatError("No such organisation.")
+        raise SeatError(_("No such organisation."))
     seat = live_seat(session, locked, account)
     if seat is None:
         if seat_count(session, locked).used >= locked.seats:
-            taken = f"All {locked.seats} seats" if locked.seats != 1 else "The one seat"
-            raise SeatError(f"{taken} of {locked.name} {'are' if locked.seats != 1 else 'is'} taken. "
-                            "Ask your organisation's admin for more.")
+            raise SeatError(ngettext("The one seat of %(name)s is taken. Ask your organisation's admin for more.",
+                                     "All %(num)d seats of %(name)s are taken. Ask your organisation's admin for more.",
+                                     locked.seats, name=locked.name))
         seat = Seat(organisation_id=locked.id, account_id=account.id, status=ACTIVE, how=how, taken_at=utcnow())
         session.add(seat)
     membership = membership_for(session, account)

@@ -90,7 +90,8 @@ def deliver(session: Session, provider: NewsletterProvider, row_id: int, report:
         session.commit()
         return
     change = Change(desired=Desired(row.action), email=row.email, known_email=membership.newsletter_email,
-                    name=row.payload.get("name", account.name), confirm_if_needed=bool(row.payload.get("confirm")))
+                    name=row.payload.get("name", account.name), confirm_if_needed=bool(row.payload.get("confirm")),
+                    language=account.language)
     row.attempts += 1
     # The call happens outside any open transaction: no lock is held across the network.
     session.commit()

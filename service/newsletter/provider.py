@@ -31,6 +31,7 @@ class Change:
     known_email: str | None         # the address the provider has now (None: never sent)
     name: str
     confirm_if_needed: bool = False  # the member asked again: Mailchimp may require double opt-in
+    language: str | None = None     # the reader's language (en, fr, ar): Mailchimp's member `language`
 
 
 @dataclass(frozen=True)
@@ -159,6 +160,8 @@ class MailchimpProvider:
             "status_if_new": "subscribed" if change.desired == Desired.SUBSCRIBED else "unsubscribed",
             "merge_fields": {"FNAME": fname, "LNAME": lname},
         }
+        if change.language:
+            body["language"] = change.language  # https://mailchimp.com/developer/marketing/api/list-members/
         if change.desired in (Desired.SUBSCRIBED, Desired.UNSUBSCRIBED):
             body["status"] = _status_for(change.desired)
         resp = self._request("PUT", self._member_url(email), body)

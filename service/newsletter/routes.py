@@ -9,6 +9,7 @@ from flask_login import current_user, login_required
 from ..errors import json_error
 from ..extensions import csrf
 from ..forms import ActionForm
+from ..i18n import gettext as _
 from . import services
 
 bp = Blueprint("newsletter", __name__)
@@ -21,7 +22,7 @@ def toggle():
         abort(400)
     wanted = request.form.get("subscribe") == "1"
     services.set_opt_in(current_user, wanted)
-    flash("DAWNS Digest is on: welcome aboard." if wanted else "You will no longer receive DAWNS Digest.", "info")
+    flash(_("DAWNS Digest is on: welcome aboard.") if wanted else _("You will no longer receive DAWNS Digest."), "info")
     return redirect(url_for("members.account"), code=303)
 
 

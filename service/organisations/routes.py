@@ -3,6 +3,7 @@ invitation, claim a seat by email domain. Views are thin: validate, call a servi
 from __future__ import annotations
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask_babel import ngettext
 from flask_login import current_user, login_required
 
 from ..accounts import seats
@@ -14,7 +15,7 @@ from ..extensions import limiter
 from ..forms import ActionForm
 from ..membership import catalogue
 from ..membership.organisations import SeatError, in_trial, seat_count
-from ..domain.money import per_interval
+from ..i18n import gettext as _, per_interval
 from ..billing import organisations as org_billing
 from .forms import (
     NEWSLETTER_HINT,
@@ -50,7 +51,7 @@ def join():
                                hint=NEWSLETTER_HINT), status
     if level is None:
         return render_template("billing/unavailable.html",
-                               message="Organisation memberships are not on sale yet. Please contact us."), 503
+                               message=_("Organisation memberships are not on sale yet. Please contact us.")), 503
     account = current_user if current_user.is_authenticated else None
     if account is None:
         existing = accounts.find_by_email(form.email.data)
@@ -62,7 +63,7 @@ def join():
                 existing = accounts.find_by_email(form.email.data)
         if existing is not None:
             accounts.notify_existing_account(existing)
-            flash("Please log in to continue. If you have forgotten your password, you can reset it.", "info")
+            flash(_("Please log in to continue. If you have forgotten your password, you can reset it."), "info")
             return redirect(url_for("members.login", next=url_for("organisations.join")), code=303)
         accounts.sign_in(account)
     try:
@@ -89,7 +90,9 @@ def join_success():
     if org is None:
         return render_template("organisations/success.html", org=None)
     if org.seats > 0:
-        flash(f"Thank you: {org.name} has {org.seats} seats. Invite your colleagues below.", "info")
+        flash(ngettext("Thank you: %(name)s has %(num)d seat. Invite your colleagues below.",
+                       "Thank you: %(name)s has %(num)d seats. Invite your colleagues below.", org.seats,
+                       name=org.name), "info")
     return redirect(url_for("organisations.manage", slug=org.slug), code=303)
 
 
@@ -129,7 +132,7 @@ def invite(slug: str):
     except SeatError as exc:
         form.email.errors = [str(exc)]
         return _manage_page(org, form, 422)
-    flash(f"Invitation sent to {form.email.data}.", "info")
+    flash(_("Invitation sent to %(email)s.", email=form.email.data), "info")
     return redirect(url_for("organisations.manage", slug=slug), code=303)
 
 
@@ -140,14 +143,14 @@ def remove_seat(slug: str, seat_id: int):
     if not ActionForm().validate_on_submit():
         abort(400)
     if request.form.get("confirm") != "y":
-        flash("Tick the box to confirm that the seat is to be removed.", "error")
+        flash(_("Tick the box to confirm that the seat is to be removed."), "error")
         return redirect(url_for("organisations.manage", slug=slug), code=303)
     try:
         email = seats.remove(current_user, slug, seat_id)
     except SeatError as exc:
         flash(str(exc), "error")
     else:
-        flash(f"The seat of {email} is removed.", "info")
+        flash(_("The seat of %(email)s is removed.", email=email), "info")
     return redirect(url_for("organisations.manage", slug=slug), code=303)
 
 
@@ -159,7 +162,7 @@ def revoke_invitation(slug: str):
     if not form.validate_on_submit():
         abort(400)
     if seats.revoke_invitation(current_user, slug, form.email.data):
-        flash(f"The invitation of {form.email.data} no longer works.", "info")
+        flash(_("The invitation of %(email)s no longer works.", email=form.email.data), "info")
     return redirect(url_for("organisations.manage", slug=slug), code=303)
 
 
@@ -190,7 +193,7 @@ def invitation(token: str):
             return render_template("organisations/invitation.html", **page), 409
         if sign_in:
             accounts.sign_in(account)
-        flash(f"Welcome: you have a seat in {org.name}'s DAWNS membership.", "info")
+        flash(_("Welcome: you have a seat in %(name)s's DAWNS membership.", name=org.name), "info")
         return redirect(url_for("members.account"), code=303)
     status = 422 if request.method == "POST" else 200
     return render_template("organisations/invitation.html", **page), status
@@ -213,7 +216,7 @@ def claim(slug: str):
             return render_template("organisations/claim.html", org=org, form=form, allowed=allowed,
                                    domains=seats.domains_hint(org)), 403 if not allowed else 409
         if done == "taken":
-            flash(f"You have a seat in {org.name}'s DAWNS membership.", "info")
+            flash(_("You have a seat in %(name)s's DAWNS membership.", name=org.name), "info")
             return redirect(url_for("members.account"), code=303)
         return redirect(url_for("organisations.claim_sent", slug=slug), code=303)  # a reload sends nothing more
     status = 422 if request.method == "POST" else 200
@@ -241,7 +244,7 @@ def take_own_seat(slug: str):
     except SeatError as exc:
         flash(str(exc), "error")
     else:
-        flash("You have a seat: DAWNS is yours to read too.", "info")
+        flash(_("You have a seat: DAWNS is yours to read too."), "info")
     return redirect(url_for("organisations.manage", slug=slug), code=303)
 
 
@@ -252,16 +255,25 @@ def change_seats(slug: str):
     form = SeatNumberForm()
     if not form.validate_on_submit():
         for error in form.seats.errors:
-            flash(error, "error")
+            flash(str(error), "error")
         return redirect(url_for("organisations.manage", slug=slug), code=303)
     try:
         change = org_billing.admin_change_seats(current_user, slug, int(form.seats.data))
     except org_billing.OrganisationError as exc:
         flash(str(exc), "error")
     else:
-        flash(f"Your organisation now has {change.after} seat{'s' if change.after != 1 else ''}"
-              + (f"; {change.suspended} of the newest are suspended" if change.suspended else "")
-              + ". Stripe prorates the difference on the next invoice.", "info")
+        if change.suspended:
+            message = ngettext(
+                "Your organisation now has %(num)d seat; %(suspended)d of the newest are suspended. "
+                "Stripe prorates the difference on the next invoice.",
+                "Your organisation now has %(num)d seats; %(suspended)d of the newest are suspended. "
+                "Stripe prorates the difference on the next invoice.", change.after, suspended=change.suspended)
+        else:
+            message = ngettext(
+                "Your organisation now has %(num)d seat. Stripe prorates the difference on the next invoice.",
+                "Your organisation now has %(num)d seats. Stripe prorates the difference on the next invoice.",
+                change.after)
+        flash(message, "info")
     return redirect(url_for("organisations.manage", slug=slug), code=303)
 
 
@@ -281,6 +293,7 @@ def confirm_claim(token: str):
         except SeatError as exc:
             flash(str(exc), "error")
             return render_template("organisations/claim_confirm.html", org=org, form=form), 409
-        flash(f"Your address is confirmed and you have a seat in {org.name}'s DAWNS membership.", "info")
+        flash(_("Your address is confirmed and you have a seat in %(name)s's DAWNS membership.", name=org.name),
+              "info")
         return redirect(url_for("members.account"), code=303)
     return render_template("organisations/claim_confirm.html", org=org, form=form)

@@ -27,7 +27,7 @@ def test_manage_billing_redirects_303_to_the_portal(app, client, stripe_api):
     resp = post_form(client, "/account/billing", {}, form_path="/account")
     assert resp.status_code == 303 and resp.headers["Location"] == "https://billing.stripe.com/p/session/test_1"
     (req,) = stripe_api.calls("POST", PORTAL)
-    assert req.form == {"customer": "cus_P", "return_url": "http://localhost/account"}
+    assert req.form == {"customer": "cus_P", "return_url": "http://localhost/account", "locale": "en"}
 
 
 def test_manage_billing_without_a_customer_explains(app, client, stripe_api):

@@ -37,6 +37,21 @@ def phone(browser):
 
 
 @pytest.fixture
+def phone_in(browser):
+    """`phone_in("fr")`: a 390 px page whose browser asks for French (Accept-Language)."""
+    contexts = []
+
+    def make(lang: str):
+        context = browser.new_context(viewport={"width": 390, "height": 844}, locale=lang)
+        contexts.append(context)
+        return context.new_page()
+
+    yield make
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture
 def desktop(browser):
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     yield context.new_page()

@@ -10,7 +10,7 @@ import re
 import pytest
 
 from ..support.wait import poll
-from .checks import check_page
+from .checks import Words, check_language, check_page
 
 SHOTS = os.environ.get("PAGE_SCREENSHOTS")  # a folder: save what each page looks like
 
@@ -30,64 +30,101 @@ def _reload_until(page, words: str) -> bool:
     return poll(shown, timeout=20)
 
 
-@pytest.mark.parametrize("scheme", ["light", "dark"])
-def test_join_pay_and_cancel_at_period_end_at_390px(served_demo, browser, scheme):
+@pytest.mark.parametrize("lang, scheme", [("en", "light"), ("fr", "dark"), ("ar", "light"), ("ar", "dark")])
+def test_join_pay_and_cancel_at_period_end_at_390px(served_demo, browser, lang, scheme):
+    """The browser asks for `lang` (Accept-Language); every page answers in it."""
     app, server = served_demo
-    context = browser.new_context(viewport={"width": 390, "height": 844}, color_scheme=scheme)
+    w = Words(app, lang)
+    context = browser.new_context(viewport={"width": 390, "height": 844}, color_scheme=scheme, locale=lang)
     page = context.new_page()
-    tag = f"390-{scheme}"
+    tag = f"390-{lang}-{scheme}"
+
+    def look(name):
+        _look(page, f"{name}-{tag}")
+        check_language(page, lang)
+
     page.goto(f"{server.url}/")
-    page.get_by_role("link", name="Join", exact=True).click()
-    _look(page, f"join-{tag}")
-    for words in ("What every member gets", "DAWNS Digest", "Every premium story", "Give more"):
+    page.get_by_role("link", name=w("Join"), exact=True).click()
+    look("join")
+    for words in (w("What every member gets"), "DAWNS Digest", w("Give more")):
         assert words in page.content()
-    page.get_by_label("Full name").fill("Amina Yusuf")
-    page.get_by_label("Email", exact=True).fill(f"amina.{scheme}@example.org")
-    page.get_by_label("Password").fill("a long password 1")
-    page.get_by_label("Member, yearly: $50 a year").check()  # a click on the card's words chooses it too
-    assert page.get_by_label("Member: $5 a month").is_checked() is False
-    page.get_by_text("Give more", exact=True).click()  # the card, not the radio: the label works
-    assert page.get_by_role("radio", name="Give more").is_checked()
-    page.get_by_label("Amount in whole dollars").fill("2")  # below the smallest level: a field error
-    page.get_by_label("Password").fill("a long password 1")
-    page.get_by_role("button", name="Join").click()
-    _look(page, f"join-error-{tag}")
-    assert "Give at least $5 a month" in page.locator(".error").first.inner_text()
-    page.get_by_role("radio", name="Member, yearly: $50 a year").check()
-    page.get_by_label("Password").fill("a long password 1")
-    page.get_by_role("button", name="Join").click()
+    yearly = f"Member, yearly: {w.price(5000, 'year')}"
+    page.get_by_label(w("Full name")).fill("Amina Yusuf")
+    page.get_by_label(w("Email"), exact=True).fill(f"amina.{lang}.{scheme}@example.org")
+    page.get_by_label(w("Password")).fill("a long password 1")
+    page.get_by_label(yearly).check()  # a click on the card's words chooses it too
+    assert page.get_by_label(f"Member: {w.price(500, 'month')}").is_checked() is False
+    page.get_by_text(w("Give more"), exact=True).click()  # the card, not the radio: the label works
+    assert page.get_by_role("radio", name=w("Give more")).is_checked()
+    page.get_by_label(w("Amount in whole dollars")).fill("2")  # below the smallest level: a field error
+    page.get_by_label(w("Password")).fill("a long password 1")
+    page.get_by_role("button", name=w("Join")).click()
+    look("join-error")
+    assert w("Give at least %(amount)s, in whole dollars.", amount=w.price(500, "month")) in \
+        page.locator(".error").first.inner_text()
+    page.get_by_role("radio", name=yearly).check()
+    page.get_by_label(w("Password")).fill("a long password 1")
+    page.get_by_role("button", name=w("Join")).click()
 
     assert "/demo/checkout/" in page.url
-    _look(page, f"checkout-{tag}")
-    assert "$50 per year" in page.content()
+    look("checkout")
+    assert w("%(amount)s per year", amount=w.money(5000)) in page.locator("main").text_content()
     page.locator("input[name=number]").fill("4242 4242 4242 4242")
     page.locator("input[name=exp]").fill("12/34")
     page.locator("input[name=cvc]").fill("123")
     page.locator("form.card button[type=submit]").click()
     page.wait_for_url(re.compile(r".*/join/success.*"))
-    _look(page, f"success-{tag}")
-    assert "you are a member" in page.content() or _reload_until(page, "you are a member")
-    _look(page, f"success-confirmed-{tag}")
+    look("success")
+    member = w("Welcome, you are a member")
+    assert member in page.content() or _reload_until(page, member)
+    look("success-confirmed")
 
-    page.get_by_role("link", name="See your account").click()
+    page.get_by_role("link", name=w("See your account")).click()
     page.wait_for_url(re.compile(r".*/account$"))
-    _look(page, f"account-{tag}")
-    assert "$50 a year" in page.content()
+    look("account")
+    assert w.price(5000, "year") in page.locator("main").text_content()
 
-    page.get_by_role("link", name="Change level").click()
-    _look(page, f"level-{tag}")
+    page.get_by_role("link", name=w("Change level")).click()
+    look("level")
     # (Changing the price is not submitted: localstripe answers 500 to a subscription's price change.)
-    page.get_by_role("link", name="Keep my level").click()
+    page.get_by_role("link", name=w("Keep my level")).click()
     page.wait_for_url(re.compile(r".*/account$"))
 
-    page.get_by_role("button", name="Manage billing").click()
+    page.get_by_role("button", name=w("Manage billing")).click()
     page.wait_for_url(re.compile(r".*/demo/portal/.*"))
-    _look(page, f"portal-{tag}")
-    page.get_by_role("button", name="Cancel at the end of the period").click()
+    look("portal")
+    page.get_by_role("button", name=w("Cancel at the end of the period")).click()
     page.wait_for_url(re.compile(r".*/account$"))
-    assert _reload_until(page, "Ends on")  # the webhook, applied by the worker
-    _look(page, f"account-ending-{tag}")
+    assert _reload_until(page, w("Ends on"))  # the webhook, applied by the worker
+    look("account-ending")
+    with app.app_context():  # joined in this language: it is the account's, for its mail and DAWNS
+        from service.db import get_session
+        from service.models import Account
+
+        email = f"amina.{lang}.{scheme}@example.org"
+        assert get_session().query(Account).filter_by(email=email).one().language == lang
     context.close()
+
+
+def test_the_switcher_turns_a_page_arabic_and_back(served_demo, phone):
+    """`make run`'s language switcher: on every page, no JavaScript, Arabic right to left."""
+    app, server = served_demo
+    page = phone
+    page.goto(f"{server.url}/join")
+    check_language(page, "en")
+    page.get_by_role("navigation", name="Language").get_by_role("link", name="العربية").click()
+    check_language(page, "ar")
+    check_page(page)
+    # Mirrored: the benefits' rule stands on the right of the text, the submit button starts on the right.
+    rule = page.evaluate("""() => { const s = getComputedStyle(document.querySelector('.benefits'));
+                                  return [s.borderRightWidth, s.borderLeftWidth]; }""")
+    assert rule == ["4px", "0px"], rule
+    nav = page.get_by_role("navigation", name=Words(app, "ar")("Language"))
+    nav.get_by_role("link", name="Français").click()
+    check_language(page, "fr")
+    page.goto(f"{server.url}/login")  # remembered for the next pages
+    check_language(page, "fr")
+    check_page(page)
 
 
 def _focus_style(page, handle) -> dict:

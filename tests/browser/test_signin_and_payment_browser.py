@@ -12,7 +12,19 @@ from ..support.events import apply_events, event, post_event
 from ..support.factories import make_account
 from ..support.stripe_objects import subscription
 from ..support.wait import poll
-from .checks import check_page
+import pytest
+
+from .checks import Words, check_language, check_page
+
+LANGS = ["en", "fr", "ar"]
+
+
+def _mail(app, to: str):
+    def sent():
+        return [m for m in app.extensions.get("mail_outbox", []) if m["To"] == to]
+
+    assert poll(sent)
+    return sent()[-1]
 
 
 def _mail_link(app, to: str, path: str) -> str:
@@ -25,47 +37,62 @@ def _mail_link(app, to: str, path: str) -> str:
     return found.group(1)
 
 
-def test_sign_in_with_an_emailed_link_at_390px(served_demo, phone):
+@pytest.mark.parametrize("lang", LANGS)
+def test_sign_in_with_an_emailed_link_at_390px(served_demo, phone_in, lang):
     app, server = served_demo
-    make_account(app, email="linked@example.org", verified=True)
-    page = phone
+    w = Words(app, lang)
+    email = f"linked.{lang}@example.org"
+    make_account(app, email=email, verified=True)
+    page = phone_in(lang)
     page.goto(f"{server.url}/login")
     check_page(page)
-    page.locator("#link-email").fill("linked@example.org")
-    page.get_by_role("button", name="Email me a sign-in link").click()
+    check_language(page, lang)
+    page.locator("#link-email").fill(email)
+    page.get_by_role("button", name=w("Email me a sign-in link")).click()
     check_page(page)
-    assert "a link is on its way" in page.content()
-    link = _mail_link(app, "linked@example.org", "/login/link/")
+    assert w("If an account exists for that address, a link is on its way. It signs you in once, within 15 minutes.") \
+        in page.inner_text("main")
+    mail = _mail(app, email)
+    assert mail["Subject"] == w("Your sign-in link") and mail["Content-Language"] == lang  # the page's language
+    link = _mail_link(app, email, "/login/link/")
     page.goto(link)
     check_page(page)
-    page.get_by_role("button", name="Sign in").click()
+    check_language(page, lang)
+    page.get_by_role("button", name=w("Sign in")).click()
     page.wait_for_url(re.compile(r".*/account$"))
     check_page(page)
-    assert "linked@example.org" in page.content()
+    check_language(page, lang)
+    assert email in page.content()
 
 
-def test_a_failed_payment_is_shown_on_the_account_page_at_390px(served_demo, phone):
+@pytest.mark.parametrize("lang", LANGS)
+def test_a_failed_payment_is_shown_on_the_account_page_at_390px(served_demo, phone_in, lang):
     app, server = served_demo
-    member = make_account(app, email="late@example.org", customer="cus_LATE", verified=True)
+    w = Words(app, lang)
+    email = f"late.{lang}@example.org"
+    member = make_account(app, email=email, customer=f"cus_LATE_{lang}", verified=True)
     now = int(time.time())
     client = app.test_client()
     secret = app.config["STRIPE_WEBHOOK_SECRET"]
     plan = {"price": DEMO_PLAN_ID, "product": DEMO_PRODUCT_ID}  # the demo's $5 a month
     post_event(client, event("customer.subscription.created",
-                             subscription(id="sub_LATE", customer="cus_LATE", status="active", member_id=member,
-                                          **plan), created=now - 20), secret=secret)
-    late = subscription(id="sub_LATE", customer="cus_LATE", status="past_due", member_id=member,
+                             subscription(id=f"sub_LATE_{lang}", customer=f"cus_LATE_{lang}", status="active",
+                                          member_id=member, **plan), created=now - 20), secret=secret)
+    late = subscription(id=f"sub_LATE_{lang}", customer=f"cus_LATE_{lang}", status="past_due", member_id=member,
                         period_start=now - 86400, **plan)
     post_event(client, event("customer.subscription.updated", late, created=now - 10), secret=secret)
     apply_events(app)
-    page = phone
+    page = phone_in(lang)
     page.goto(f"{server.url}/login")
-    page.get_by_label("Email", exact=True).fill("late@example.org")
-    page.get_by_label("Password", exact=True).fill("a long test password")
-    page.get_by_role("button", name="Log in").click()
+    page.get_by_label(w("Email"), exact=True).fill(email)
+    page.get_by_label(w("Password"), exact=True).fill("a long test password")
+    page.get_by_role("button", name=w("Log in"), exact=True).click()
     page.wait_for_url(re.compile(r".*/account$"))
     check_page(page)
-    assert "the last payment failed" in page.content()
-    assert page.get_by_role("button", name="Manage billing").is_visible()
+    check_language(page, lang)
+    past_due = w("Active, but the last payment failed. Stripe is retrying; please check your card.")
+    assert past_due in page.inner_text("main")
+    assert page.get_by_role("button", name=w("Manage billing")).is_visible()
     page.goto(f"{server.url}/account/billing/fix")
     check_page(page)
+    check_language(page, lang)

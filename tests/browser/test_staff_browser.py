@@ -12,7 +12,7 @@ from service.domain.membership import MembershipStatus, Role
 
 from ..support.factories import PASSWORD, make_account
 from ..support.wait import poll
-from .checks import check_page
+from .checks import check_language, check_page
 
 SHOTS = os.environ.get("PAGE_SCREENSHOTS")
 
@@ -32,17 +32,23 @@ def _sign_in(page, base: str, email: str) -> None:
     page.wait_for_url(re.compile(r".*/staff$"))
 
 
-@pytest.mark.parametrize("width,scheme", [(390, "light"), (390, "dark"), (1280, "light"), (1280, "dark")])
-def test_staff_search_member_page_comp_and_export(served_demo, browser, width, scheme):
+@pytest.mark.parametrize("width,scheme,lang", [(390, "light", "en"), (390, "dark", "fr"), (1280, "light", "ar"),
+                                               (1280, "dark", "en")])
+def test_staff_search_member_page_comp_and_export(served_demo, browser, width, scheme, lang):
+    """Staff pages stay English (SPEC "Readers") whatever language the browser asks for; the
+    sign-in page before them is in that language."""
     app, server = served_demo
     make_account(app, email="staff@example.org", name="Staff Person", role=Role.STAFF)
     make_account(app, email="bea.ortiz@example.org", name="Bea Ortiz")
     make_account(app, email="amir.khan@example.org", name="Amir Khan", status=MembershipStatus.LAPSED)
-    context = browser.new_context(viewport={"width": width, "height": 900}, color_scheme=scheme)
+    context = browser.new_context(viewport={"width": width, "height": 900}, color_scheme=scheme, locale=lang)
     page = context.new_page()
-    tag = f"{width}-{scheme}"
+    tag = f"{width}-{scheme}-{lang}"
+    page.goto(f"{server.url}/login")
+    check_language(page, lang)
     _sign_in(page, server.url, "staff@example.org")
     _look(page, f"staff-{tag}")
+    check_language(page, "en")
 
     # The search box has a row of its own, as wide as the form; the selects follow it.
     box = page.get_by_label("Email (exact or start) or name").bounding_box()
@@ -92,16 +98,17 @@ def test_the_other_pages_pass_axe_at_390px_in_light_and_dark(served_demo, browse
     """The pages the journeys do not pass through: the admin's, and the signed-out reader's."""
     app, server = served_demo
     make_account(app, email="admin@example.org", name="Admin Person", role=Role.ADMIN)
-    for scheme in ("light", "dark"):
-        context = browser.new_context(viewport={"width": 390, "height": 844}, color_scheme=scheme)
+    for scheme, lang in (("light", "en"), ("dark", "ar"), ("light", "fr")):
+        context = browser.new_context(viewport={"width": 390, "height": 844}, color_scheme=scheme, locale=lang)
         page = context.new_page()
         for path in ("/", "/login", "/reset", "/join/cancelled", "/organisations/join", "/no-such-page"):
             page.goto(f"{server.url}{path}")
-            _look(page, f"page{path.replace('/', '-') or '-home'}-390-{scheme}")
+            check_language(page, lang)
+            _look(page, f"page{path.replace('/', '-') or '-home'}-390-{scheme}-{lang}")
         _sign_in(page, server.url, "admin@example.org")
         for path in ("/staff/organisations", "/staff/organisations/new", "/staff/checkouts", "/staff/events",
                      "/staff/admin", "/staff/admin/levels"):
             page.goto(f"{server.url}{path}")
             assert page.locator("h1").count() == 1, path
-            _look(page, f"page{path.replace('/', '-')}-390-{scheme}")
+            _look(page, f"page{path.replace('/', '-')}-390-{scheme}-{lang}")
         context.close()
