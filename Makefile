@@ -27,9 +27,9 @@ translations: $(COMPILED)
 
 # After changing reader-facing text: extract it, then translate what `make messages` adds.
 messages: $(STAMP)
-	$(BIN)/pybabel extract -F babel.cfg -k _l -k N_ --add-location=file --sort-by-file \
+	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext -k N_ --add-location=file --sort-by-file \
 		--project "DAWNS Membership" --copyright-holder "DAWNS" -o service/translations/messages.pot .
-	$(BIN)/pybabel update --quiet --no-fuzzy-matching --ignore-obsolete -i service/translations/messages.pot \
+	$(BIN)/pybabel update --no-fuzzy-matching --ignore-obsolete -i service/translations/messages.pot \
 		-d service/translations
 
 migrate: $(STAMP) $(COMPILED)

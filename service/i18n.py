@@ -1,9 +1,11 @@
 """Readers in English, French and Arabic (SPEC "Readers").
 
-The language of a request comes from, in order: the reader's saved choice (`accounts.language`),
-the `lang` switcher (`?lang=fr` on any page: it is saved to a signed-in reader's account and to a
-`lang` cookie), then `Accept-Language`; English otherwise. Outside a request (the worker, the
-CLI) a message takes the language of the account it is for: `in_language(account.language)`.
+The language of a page comes from, in order: the reader's saved choice (`accounts.language`,
+changed by the switcher's buttons, a POST with a CSRF token, for a signed-in reader), the
+switcher's links for other visitors (`?lang=fr`: that page, and a `lang` cookie for the next
+ones), then `Accept-Language`; English otherwise. A `?lang=` link shows any page in that language
+without saving anything. Outside a request (the worker, the CLI) a message takes the language of
+the account it is for: `in_language(account.language)`.
 
 Amounts and dates are formatted per locale with Babel. Staff pages stay English; the catalogues
 are `service/translations/{fr,ar}/LC_MESSAGES/messages.po`, compiled by `make`.
@@ -15,13 +17,15 @@ from __future__ import annotations
 from contextlib import contextmanager
 from datetime import date, datetime
 from typing import Iterator
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from babel import Locale
 from babel.dates import format_date
 from babel.numbers import format_currency
-from flask import Flask, Response, current_app, g, has_request_context, request
-from flask_babel import Babel, force_locale, get_locale, gettext, lazy_gettext, ngettext
+from flask import Flask, Response, current_app, has_request_context, request
+from flask_babel import Babel, force_locale, get_locale, gettext, ngettext
+from flask_babel.speaklater import LazyString
+from markupsafe import Markup, escape
 
 LANGUAGES: dict[str, str] = {"en": "English", "fr": "Français", "ar": "العربية"}
 DEFAULT = "en"
@@ -35,7 +39,20 @@ COOKIE_MAX_AGE = 365 * 24 * 3600
 STRIPE_LOCALES = {"en": "en", "fr": "fr", "ar": "auto"}
 
 __all__ = ["LANGUAGES", "gettext", "lazy_gettext", "ngettext", "current_language", "in_language", "money", "per_interval",
-           "day", "describe_level", "english", "stripe_locale", "is_rtl", "known", "init_app"]
+           "day", "describe_level", "english", "remember", "here", "stripe_locale", "is_rtl", "known", "init_app"]
+
+
+class LazyText(LazyString):
+    """A text translated when it is shown, in the language of whoever is shown it. Unlike
+    Flask-Babel's, it is plain text to Jinja and `flash`: its variables (an organisation's name)
+    are escaped, never taken for markup."""
+
+    def __html__(self) -> Markup:
+        return escape(str(self))
+
+
+def lazy_gettext(string: str, **variables) -> LazyText:
+    return LazyText(gettext, string, **variables)
 
 
 def known(lang: str | None) -> str | None:
@@ -47,33 +64,24 @@ def known(lang: str | None) -> str | None:
 
 
 def _switched() -> str | None:
-    return known(request.args.get("lang")) if request.method in ("GET", "HEAD") else None
+    """`?lang=` on a page (the switcher's links): that page in that language."""
+    return known(request.args.get("lang")) if request.method == "GET" else None
 
 
-def _cross_site() -> bool:
-    """A navigation another site started (a link or a form elsewhere): it may show a page in
-    another language, never change what a reader saved."""
-    return request.headers.get("Sec-Fetch-Site", "none") not in ("same-origin", "none")
+def _english_only() -> bool:
+    return request.blueprint == "staff" or request.path.startswith("/staff/") or request.path == "/staff"
 
 
 def select_language() -> str:
     if not has_request_context():
         return DEFAULT
+    if _english_only():
+        return DEFAULT  # staff pages stay English (SPEC "Readers")
     from flask_login import current_user  # late: the user loader needs the app
 
-    if request.blueprint == "staff":
-        return DEFAULT  # staff pages stay English (SPEC "Readers")
-    switched = _switched()
     user = current_user if current_user and current_user.is_authenticated else None
-    saved = known(getattr(user, "language", None))
-    if switched and user is not None and not _cross_site():
-        if switched != saved:
-            g.save_language = switched
-        return switched
-    if saved:
-        return saved
-    return switched or known(request.cookies.get(COOKIE)) or (
-        request.accept_languages.best_match(LANGUAGES.keys()) or DEFAULT)
+    return (_switched() or known(getattr(user, "language", None)) or known(request.cookies.get(COOKIE))
+            or request.accept_languages.best_match(LANGUAGES.keys()) or DEFAULT)
 
 
 def current_language() -> str:
@@ -111,7 +119,11 @@ def money(cents: int, currency: str = "usd") -> str:
     pattern = locale.currency_formats["standard"].pattern
     if cents % 100 == 0:
         pattern = pattern.replace(".00", "")
-    return format_currency(amount, currency.upper(), format=pattern, locale=locale, currency_digits=False)
+    text = format_currency(amount, currency.upper(), format=pattern, locale=locale, currency_digits=False)
+    if is_rtl(locale.language):
+        # "5 US$" kept together left to right inside Arabic text (else it shows as "$US 5").
+        return "\u2066" + text.strip("\u200f\u200e") + "\u2069"
+    return text
 
 
 def per_interval(cents: int, currency: str, interval: str) -> str:
@@ -135,33 +147,50 @@ def day(value: date | datetime | None) -> str:
     return format_date(value, "d MMMM y", locale=current_language())
 
 
+def moment(value: datetime | None) -> str:
+    """27 November 2026 at 22:44 UTC, in the reader's language."""
+    if value is None:
+        return ""
+    return gettext("%(date)s at %(time)s UTC", date=day(value), time=f"{value:%H:%M}")
+
+
 def init_app(app: Flask) -> None:
     Babel(app, locale_selector=select_language, default_domain="messages")
     app.jinja_env.policies["ext.i18n.trimmed"] = True  # as babel.cfg extracts them
     app.jinja_env.globals.update(LANGUAGES=LANGUAGES, current_language=current_language, is_rtl=is_rtl,
                                  money=money, per_interval=per_interval, describe_level=describe_level,
-                                 language_url=language_url)
+                                 language_url=language_url, here=here)
     app.jinja_env.filters["day"] = day
+    app.jinja_env.filters["moment"] = moment
 
     @app.after_request
     def _remember_language(response: Response) -> Response:
+        if response.mimetype != "text/html":
+            return response
+        # Pages differ by language: a shared cache must key them on what chooses it.
+        response.vary.add("Accept-Language")
+        response.vary.add("Cookie")
         switched = _switched()
-        if switched:
-            response.set_cookie(COOKIE, switched, max_age=COOKIE_MAX_AGE, samesite="Lax",
-                                secure=current_app.config["PUBLIC_BASE_URL"].startswith("https://"))
+        if switched and response.status_code < 400:
+            remember(response, switched)
         return response
 
 
-def chosen_language() -> str | None:
-    """The language a signed-in reader just chose with the switcher, for the pages to save
-    (`members`, after the request); None when nothing changed."""
-    if _switched():
-        get_locale()  # the selector notes a choice to save
-    return g.get("save_language")
+def remember(response: Response, lang: str) -> None:
+    """The browser's choice (a `lang` cookie), for the pages of a visitor who is not signed in."""
+    response.set_cookie(COOKIE, lang, max_age=COOKIE_MAX_AGE, samesite="Lax", httponly=True,
+                        secure=current_app.config["PUBLIC_BASE_URL"].startswith("https://"))
+
+
+def here() -> str:
+    """This page's own address (path and query, without `lang`), quoted: never a link elsewhere
+    (a path such as `/\\evil.example/` is only ever this site's)."""
+    path = request.script_root + "/" + quote(request.path.lstrip("/\\"), safe="/")
+    args = [(k, v) for k, v in request.args.items(multi=True) if k != "lang"]
+    return path + ("?" + urlencode(args) if args else "")
 
 
 def language_url(lang: str) -> str:
-    """This page in `lang`: the same path and query, with `lang` set."""
-    args = request.args.to_dict(flat=False)
-    args["lang"] = [lang]
-    return f"{request.path}?{urlencode(args, doseq=True)}"
+    """This page in `lang` (the switcher's link for a visitor who is not signed in)."""
+    page = here()
+    return page + ("&" if "?" in page else "?") + urlencode({"lang": lang})

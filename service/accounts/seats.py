@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from ..db import get_session, utcnow
 from ..domain.membership import Role
-from ..i18n import gettext as _, in_language, ngettext
+from ..i18n import current_language, gettext as _, in_language, ngettext
 from ..mail import send_mail
 from ..membership.reader_mail import hello, letter
 from ..membership.organisations import (
@@ -174,7 +174,7 @@ def accept_invitation(token: str, *, current: Account | None, name: str | None, 
             session.rollback()
             raise SeatError(_("Enter your name and choose a password to create your account."))
         account = Account(email=email, name=name.strip(), password_hash=hash_password(password), role=Role.MEMBER,
-                          created_at=utcnow(), email_verified_at=utcnow())
+                          created_at=utcnow(), email_verified_at=utcnow(), language=current_language())
         account.membership = Membership(newsletter_opt_in=newsletter_opt_in, created_at=account.created_at)
         session.add(account)
         session.flush()

@@ -107,6 +107,7 @@ def seed_demo_catalogue(app) -> None:
     year each, as `make run` offers them."""
     from ..billing.runtime import get_gateway
     from ..db import get_session
+    from ..domain.membership import N_
     from ..membership import catalogue
     from ..models import LevelPrice
 
@@ -114,9 +115,9 @@ def seed_demo_catalogue(app) -> None:
         session = get_session()
         catalogue.ensure(session, get_gateway())
         if session.query(LevelPrice).filter_by(stripe_price_id=DEMO_YEARLY_PLAN_ID).first() is None:
-            catalogue.add(session, get_gateway(), name="Member, yearly", amount=5000, interval="year",
+            catalogue.add(session, get_gateway(), name=N_("Member, yearly"), amount=5000, interval="year",
                           price_id=DEMO_YEARLY_PLAN_ID)
         if session.query(LevelPrice).filter_by(stripe_price_id=DEMO_SEAT_PLAN_ID).first() is None:
-            catalogue.add(session, get_gateway(), name="Organisation seat", amount=4000, interval="year",
+            catalogue.add(session, get_gateway(), name=N_("Organisation seat"), amount=4000, interval="year",
                           price_id=DEMO_SEAT_PLAN_ID, organisation=True)
         session.commit()

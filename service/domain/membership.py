@@ -158,8 +158,13 @@ def entitled(status: MembershipStatus | str, paid_through: datetime | None, now:
     return standing(status, paid_through, now, grace, comp)[0]
 
 
-def describe(status: MembershipStatus | str) -> str:
-    return STATUS_WORDS[MembershipStatus(status)]
+# A paying membership cancelled at the end of its period: still active, but not renewing.
+ENDING_WORDS = N_("Active until the date below, then it ends: your membership will not renew.")
+
+
+def describe(status: MembershipStatus | str, ending: bool = False) -> str:
+    status = MembershipStatus(status)
+    return ENDING_WORDS if ending and status in PAYING else STATUS_WORDS[status]
 
 
 def paid_through_label(status: MembershipStatus | str, ends: bool) -> str:

@@ -51,7 +51,9 @@ class LevelChoiceForm(FlaskForm):
         super().__init__(*args, **kwargs)
         self.offered = list(levels)
         self.minimums = minimums or {}
-        self.level.choices = [SelectChoice(str(lv.id), f"{lv.name}: {per_interval(lv.amount, lv.currency, lv.interval)}")
+        # The catalogue's own names (Member, Member, yearly) read in the reader's language too.
+        self.level.choices = [SelectChoice(str(lv.id), _("%(level)s: %(price)s", level=_(lv.name),
+                                                         price=per_interval(lv.amount, lv.currency, lv.interval)))
                               for lv in self.offered] + [SelectChoice(CUSTOM, _("Give more"))]
         # What the card of each choice says under its name and price (the join page's cards).
         self.notes = {str(lv.id): _level_note(lv) for lv in self.offered}

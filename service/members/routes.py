@@ -14,7 +14,7 @@ from ..db import get_session
 from ..domain.membership import PAYING, START_WORDS, Interval, MembershipStatus, describe, paid_through_label
 from ..domain.newsletter import list_words, on_its_way
 from ..extensions import limiter
-from ..i18n import chosen_language, describe_level, gettext as _
+from ..i18n import describe_level, gettext as _, known, remember
 from ..forms import ActionForm
 from ..membership import catalogue, organisations
 from ..membership.service import is_entitled
@@ -32,12 +32,17 @@ from .forms import (
 bp = Blueprint("members", __name__)
 
 
-@bp.after_app_request
-def _save_language(response):
-    """The switcher's choice, kept for a signed-in reader's pages, mail, Checkout and DAWNS."""
-    chosen = chosen_language()
-    if chosen and current_user.is_authenticated:
-        accounts.save_language(current_user.id, chosen)
+@bp.post("/language")
+def choose_language():
+    """The switcher's buttons for a signed-in reader: the choice is saved to the account (its
+    pages, mail, Checkout, the Portal and DAWNS), and remembered by this browser."""
+    lang = known(request.form.get("lang"))
+    if not ActionForm().validate_on_submit() or lang is None:
+        abort(400)
+    if current_user.is_authenticated:
+        accounts.save_language(current_user.id, lang)
+    response = redirect(safe_next(request.form.get("next"), url_for("members.index")), code=303)
+    remember(response, lang)
     return response
 
 
@@ -249,7 +254,7 @@ def account():
     return render_template(
         "members/account.html",
         membership=membership,
-        words=_(describe(membership.status)) if membership else None,
+        words=_(describe(membership.status, membership.cancel_at_period_end)) if membership else None,
         entitled=is_entitled(membership),
         grace_over=membership is not None and membership.status == MembershipStatus.PAST_DUE
         and not is_entitled(membership),

@@ -17,14 +17,14 @@ from flask import current_app
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from ..domain.membership import Catalogue, Interval, Level as Terms
+from ..domain.membership import N_, Catalogue, Interval, Level as Terms
 from ..models import Level, LevelPrice, ServiceSetting
 
 log = logging.getLogger("service.membership")
 
 PRODUCT_SETTING = "membership_product_id"
 # What STRIPE_PRICE_ID seeds when the catalogue is empty (SPEC "Levels": the $5/month level).
-SEED_NAME = "Member"
+SEED_NAME = N_("Member")  # the default names read in the reader's language (N_)
 
 
 class PriceBook(Protocol):

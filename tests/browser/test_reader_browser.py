@@ -48,12 +48,13 @@ def test_join_pay_and_cancel_at_period_end_at_390px(served_demo, browser, lang, 
     look("join")
     for words in (w("What every member gets"), "DAWNS Digest", w("Give more")):
         assert words in page.content()
-    yearly = f"Member, yearly: {w.price(5000, 'year')}"
+    yearly = w("%(level)s: %(price)s", level=w("Member, yearly"), price=w.price(5000, "year"))
+    monthly = w("%(level)s: %(price)s", level=w("Member"), price=w.price(500, "month"))
     page.get_by_label(w("Full name")).fill("Amina Yusuf")
     page.get_by_label(w("Email"), exact=True).fill(f"amina.{lang}.{scheme}@example.org")
     page.get_by_label(w("Password")).fill("a long password 1")
     page.get_by_label(yearly).check()  # a click on the card's words chooses it too
-    assert page.get_by_label(f"Member: {w.price(500, 'month')}").is_checked() is False
+    assert page.get_by_label(monthly).is_checked() is False
     page.get_by_text(w("Give more"), exact=True).click()  # the card, not the radio: the label works
     assert page.get_by_role("radio", name=w("Give more")).is_checked()
     page.get_by_label(w("Amount in whole dollars")).fill("2")  # below the smallest level: a field error

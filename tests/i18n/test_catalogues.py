@@ -15,7 +15,7 @@ from babel.messages.pofile import read_po
 ROOT = Path(__file__).resolve().parents[2]
 TRANSLATIONS = ROOT / "service" / "translations"
 PLACEHOLDER = re.compile(r"%\((\w+)\)[sd]")
-TAG = re.compile(r"</?([a-z]+)\b[^>]*>")
+TAG = re.compile(r"</?[a-z]+\b[^>]*>")  # the whole tag: a translation may not change an href
 
 
 def catalogue(lang):
@@ -28,7 +28,7 @@ def source_ids(tmp_path_factory):
     """What `make messages` extracts from the code and templates now."""
     out = tmp_path_factory.mktemp("pot") / "messages.pot"
     subprocess.run([str(Path(sys.executable).parent / "pybabel"), "extract", "-F", "babel.cfg", "-k", "_l",
-                    "-k", "N_", "-o", str(out), "."], cwd=ROOT, check=True, capture_output=True)
+                    "-k", "lazy_gettext", "-k", "N_", "-o", str(out), "."], cwd=ROOT, check=True, capture_output=True)
     with open(out, "rb") as fh:
         return {m.id for m in read_po(fh) if m.id}
 
@@ -62,7 +62,8 @@ def test_every_message_is_translated_not_fuzzy_with_its_placeholders_and_tags(la
                 problems.append(("placeholders", ids[0]))
             if sorted(TAG.findall(s)) != sorted(TAG.findall(ids[0])):
                 problems.append(("markup", ids[0]))
-            if s == ids[0] and " " in s.strip() and not _same_in_both(s):
+            words = PLACEHOLDER.sub("", s)
+            if s == ids[0] and re.search(r"[A-Za-z]+ [A-Za-z]+", words) and not _same_in_both(s):
                 problems.append(("still English", ids[0]))
     assert not problems, problems[:10]
 

@@ -4,6 +4,7 @@ carried to Stripe Checkout and the Portal, to Mailchimp and into every email, wi
 amounts per locale. Staff pages stay English."""
 from __future__ import annotations
 
+import re
 import time
 from datetime import datetime, timezone
 
@@ -74,38 +75,84 @@ def test_every_reader_page_has_the_switcher_and_it_beats_accept_language(app, cl
     assert '<span lang="fr" aria-current="true">Français</span>' in html
     assert 'href="/join?level=1&amp;lang=ar" lang="ar" hreflang="ar">العربية</a>' in html
     assert 'href="/join?level=1&amp;lang=en" lang="en" hreflang="en">English</a>' in html
+    assert {"Accept-Language", "Cookie"} <= set(resp.vary)  # a shared cache keys pages on both
 
     chosen = client.get("/join?lang=ar", headers={"Accept-Language": "fr"})
     assert html_lang(chosen) == ("ar", "rtl")
-    assert "lang=ar" in chosen.headers["Set-Cookie"] and "SameSite=Lax" in chosen.headers["Set-Cookie"]
+    cookie = chosen.headers["Set-Cookie"]
+    assert "lang=ar" in cookie and "SameSite=Lax" in cookie and "HttpOnly" in cookie
     # The choice is remembered (a cookie) for the next pages, over Accept-Language.
     assert html_lang(client.get("/login", headers={"Accept-Language": "fr"})) == ("ar", "rtl")
     for path in ("/", "/login", "/reset", "/organisations/join", "/no-such-page"):
         assert 'hreflang="fr"' in client.get(path).get_data(as_text=True), path
+    # Not on programs' answers: no cookie on JSON.
+    assert "Set-Cookie" not in client.get("/.well-known/jwks.json?lang=fr").headers
+
+
+def test_the_switcher_links_never_leave_the_site(app, client):
+    html = client.get("/%5Cevil.example/x?a=1").get_data(as_text=True)
+    links = re.findall(r'href="([^"]*lang=[a-z]+)"', html)
+    assert len(links) == 2 and all(re.match(r"/[^/\\]", link) and "\\" not in link for link in links), links
+
+
+def _switch(client, lang, next_url="/account"):
+    token = csrf(client, "/account")
+    resp = client.post("/language", data={"csrf_token": token, "lang": lang, "next": next_url})
+    return resp
 
 
 def test_the_saved_choice_comes_first_and_the_switcher_saves_it(app, client):
     reader = make_account(app)
     set_language(app, reader, "fr")
     login(client, "reader@example.org", PASSWORD)
-    assert html_lang(client.get("/account", headers={"Accept-Language": "ar"})) == ("fr", "ltr")
+    page = client.get("/account", headers={"Accept-Language": "ar"})
+    assert html_lang(page) == ("fr", "ltr")
+    # A signed-in reader's switcher is a form: the choice is saved with a POST and a CSRF token.
+    html = page.get_data(as_text=True)
+    assert 'action="/language"' in html and 'name="lang" value="ar" lang="ar">العربية</button>' in html
     client.set_cookie("lang", "en")  # an older choice in this browser: the account's wins
     assert html_lang(client.get("/account")) == ("fr", "ltr")
 
-    # The switcher, followed on this site, changes what is saved.
-    resp = client.get("/account?lang=ar", headers={"Sec-Fetch-Site": "same-origin"})
-    assert html_lang(resp) == ("ar", "rtl")
+    resp = _switch(client, "ar", "/account?tab=1")
+    assert resp.status_code == 303 and resp.headers["Location"] == "/account?tab=1"
     assert saved_language(app, "reader@example.org") == "ar"
     assert html_lang(client.get("/account", headers={"Accept-Language": "fr"})) == ("ar", "rtl")
 
 
-def test_a_link_from_another_site_shows_a_language_but_never_changes_the_saved_one(app, client):
+def test_the_switchers_post_needs_its_token_and_stays_on_the_site(app, client):
     reader = make_account(app)
     set_language(app, reader, "fr")
     login(client, "reader@example.org", PASSWORD)
-    resp = client.get("/account?lang=ar", headers={"Sec-Fetch-Site": "cross-site"})
-    assert html_lang(resp) == ("fr", "ltr")  # a page someone else linked to: still the reader's own
+    assert client.post("/language", data={"lang": "ar", "next": "/account"}).status_code == 400
     assert saved_language(app, "reader@example.org") == "fr"
+    assert _switch(client, "xx").status_code == 400
+    resp = _switch(client, "en", "https://evil.example/")
+    assert resp.status_code == 303 and resp.headers["Location"] == "/"
+    assert saved_language(app, "reader@example.org") == "en"
+
+
+def test_a_lang_link_shows_a_page_in_that_language_but_saves_nothing(app, client):
+    """A link (maybe from another site) may show a page in any language; only the reader's own
+    POST changes what their mail and Stripe pages speak."""
+    reader = make_account(app)
+    set_language(app, reader, "fr")
+    login(client, "reader@example.org", PASSWORD)
+    assert html_lang(client.get("/account?lang=ar")) == ("ar", "rtl")
+    assert saved_language(app, "reader@example.org") == "fr"
+    assert html_lang(client.get("/account")) == ("fr", "ltr")
+
+
+def test_a_translated_message_never_turns_a_name_into_markup(app):
+    """Lazy texts (shown later, in the reader's language) escape their variables like any text."""
+    from flask import render_template_string
+
+    from service.i18n import lazy_gettext
+
+    message = lazy_gettext("Your payment for %(organisation)s went through: there is no need to pay again.",
+                           organisation='<a href="https://evil.example/">Relief</a>')
+    with app.test_request_context("/?lang=fr"):
+        html = render_template_string("<p>{{ m }}</p>", m=message)
+    assert "<a href" not in html and "&lt;a href=&#34;https://evil.example/&#34;&gt;" in html
 
 
 def test_joining_saves_the_language_of_the_page(app, client, checkout_ok):
@@ -265,7 +312,7 @@ def test_mailchimp_gets_the_readers_language_and_learns_a_new_one(mc_app, mailch
     assert put.path.endswith(md5("amina@example.org")) and put.body["language"] == "fr"
 
     login(client, "amina@example.org", PASSWORD)
-    client.get("/account?lang=ar", headers={"Sec-Fetch-Site": "same-origin"})
+    _switch(client, "ar")
     run_worker(app)
     put = [c for c in mailchimp.calls if c.method == "PUT"][-1]
     assert put.body["language"] == "ar" and put.body["status"] == "subscribed"
