@@ -38,6 +38,7 @@ migrate: $(STAMP) $(COMPILED)
 PORT ?= 5000
 
 run: migrate
+	$(FLASK) demo --seed 500   # demo members with 18 months of history, for /staff/insights
 	$(FLASK) demo --port $(PORT)
 
 test: $(STAMP) $(COMPILED)

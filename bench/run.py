@@ -374,7 +374,8 @@ def export(url: str, service_url: str, members: int) -> dict:
     # The reference: psql's \copy of the same columns, in the same order, over the same socket.
     query = ("SELECT a.id, a.email, a.name, m.status, m.paid_through, m.cancel_at_period_end, m.level_name, "
              "m.level_amount, m.level_currency, m.level_interval, m.stripe_customer_id, m.newsletter_status, "
-             "a.created_at FROM memberships m JOIN accounts a ON a.id = m.account_id WHERE a.role = 'member' "
+             "a.created_at, m.newsletter_opt_in, m.comped_at, m.comped_until, m.comp_reason, a.language "
+             "FROM memberships m JOIN accounts a ON a.id = m.account_id WHERE a.role = 'member' "
              "ORDER BY m.created_at DESC, m.account_id DESC")
     host = SERVICE_HOST if Path(SERVICE_HOST).exists() else "127.0.0.1"
     t = time.monotonic()

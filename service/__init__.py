@@ -28,6 +28,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     )
     if test_config:
         app.config.update(test_config)
+    from . import logs
+
+    logs.init_app(app)  # first: everything after logs through the one set-up (LOG_FORMAT)
     _ensure_secret_key(app)
     _refuse_unsafe_production(app)
     if app.config["TRUST_PROXY_HOPS"]:
@@ -42,6 +45,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     from .api import fastpath
 
     fastpath.init_app(app)  # the paywall's entitlement answer, in front of Flask
+    logs.wrap_wsgi(app)  # outermost: every request (the fast path too) has a request id
     return app
 
 
@@ -145,6 +149,7 @@ def register_template_globals(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
+    from .api.metrics import bp as metrics_bp
     from .api.routes import bp as api_bp
     from .billing.routes import bp as billing_bp
     from .members.routes import bp as members_bp
@@ -161,6 +166,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(staff_bp)
     app.register_blueprint(ops_bp)
     app.register_blueprint(api_bp)
+    app.register_blueprint(metrics_bp)  # /metrics (Prometheus)
     app.register_blueprint(paywall_bp)
     if app.config["DEMO_CHECKOUT"]:
         from .demo.routes import bp as demo_bp
@@ -178,6 +184,7 @@ def register_commands(app: Flask) -> None:
     """Module-level click groups, one per topic (SPEC "Contract": `flask --app wsgi ...`)."""
     from .accounts.commands import tokens
     from .billing.commands import stripe_group
+    from .billing.import_commands import members
     from .commands import db
     from .devserver import demo
     from .membership.commands import levels
@@ -186,5 +193,5 @@ def register_commands(app: Flask) -> None:
     from .staff.commands import staff
     from .worker import worker
 
-    for command in (db, staff, tokens, levels, stripe_group, newsletter, paywall, demo, worker):
+    for command in (db, staff, tokens, levels, stripe_group, members, newsletter, paywall, demo, worker):
         app.cli.add_command(command)

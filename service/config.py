@@ -123,4 +123,8 @@ def from_environment(env_file: bool = True) -> dict[str, Any]:
         "SESSION_COOKIE_SECURE": public_base_url.startswith("https://"),
         "REMEMBER_COOKIE_SECURE": public_base_url.startswith("https://"),
         "TRUST_PROXY_HOPS": _int(env.get("TRUST_PROXY_HOPS"), 0),
+        # Operations: log lines as JSON (production) or readable text (`make run`); who may
+        # scrape /metrics without a token (comma-separated IPs or CIDRs; empty: token only).
+        "LOG_FORMAT": (env.get("LOG_FORMAT") or "json").strip().lower(),
+        "METRICS_ALLOWED_IPS": [a.strip() for a in env.get("METRICS_ALLOWED_IPS", "").split(",") if a.strip()],
     }

@@ -22,6 +22,7 @@ from flask.cli import with_appcontext
 from werkzeug.serving import run_simple
 
 from .demo.localstripe import DEMO_STAFF_EMAIL, provision_localstripe, seed_demo_catalogue, start_localstripe
+from .logs import configure as configure_logging
 from .worker import start_in_thread
 
 
@@ -29,9 +30,32 @@ from .worker import start_in_thread
 @with_appcontext
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
-def demo(host: str, port: int) -> None:
-    """Serve the embedded default: localstripe stand-in (unless Stripe keys are set) and a demo staff login."""
+@click.option("--seed", type=int, default=None, metavar="N",
+              help="Add N demo members with 18 months of history (for /staff/insights), then exit. "
+                   "Refused when PUBLIC_BASE_URL is https.")
+def demo(host: str, port: int, seed: int | None) -> None:
+    """Serve the embedded default: localstripe stand-in (unless Stripe keys are set) and a demo staff
+    login. With --seed N: add demo members and their history instead, then exit."""
+    if seed is not None:
+        seed_members(seed)
+        return
     run_demo(host, port)
+
+
+def seed_members(count: int) -> None:
+    from .db import get_session
+    from .demo.seed import DOMAIN, SeedRefused, seed
+
+    if not _migrated():
+        raise click.ClickException("the database is not migrated: run `flask --app wsgi db upgrade` first")
+    try:
+        done = seed(get_session(), count, public_base_url=current_app.config["PUBLIC_BASE_URL"])
+    except SeedRefused as exc:
+        raise click.ClickException(str(exc)) from None
+    if done.members:
+        click.echo(f"Added {done.members} demo members (…@{DOMAIN}) and {done.history_rows} history rows.")
+    else:
+        click.echo(f"{count} demo members exist already: nothing added.")
 
 
 DEMO_ENV_FILE = "demo-stripe.env"
@@ -67,6 +91,10 @@ def run_demo(host: str, port: int) -> None:
         raise click.ClickException("the database is not migrated: run `flask --app wsgi db upgrade` first "
                                    "(`make run` does)")
     _stop_on_sigterm()
+    if not os.environ.get("LOG_FORMAT"):
+        # Readable lines for development; the app built below reads it, and so does this set-up.
+        os.environ["LOG_FORMAT"] = "text"
+        configure_logging("text")
     base_url = f"http://{host}:{port}"
     if not os.environ.get("PUBLIC_BASE_URL"):
         os.environ["PUBLIC_BASE_URL"] = base_url  # links, Checkout returns and mail point at this port

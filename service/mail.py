@@ -39,6 +39,7 @@ from sqlalchemy.orm import Session
 from .db import get_session, utcnow
 from .domain.retry import backoff_seconds
 from .i18n import current_language, is_rtl, known
+from .logs import current_request_id, log_context
 from .models import MailOutbox
 
 log = logging.getLogger("service.mail")
@@ -112,7 +113,7 @@ def send_mail(to: str, subject: str, body: str, html: str | None = None, *, kind
     row = MailOutbox(to_address=to, subject=" ".join(subject.split()), text_body=body,
                      html_body=html if html is not None else text_to_html(body, lang=lang), language=lang, kind=kind,
                      account_id=account_id, status=MailStatus.PENDING.value, attempts=0, next_attempt_at=now,
-                     created_at=now)
+                     created_at=now, request_id=current_request_id())
     session.add(row)
     from .membership.service import wake_worker  # late: membership sends mail too
 
@@ -226,6 +227,8 @@ class Claimed:
     kind: str
     created_at: datetime
     language: str | None = None
+    account_id: int | None = None
+    request_id: str | None = None  # of the request that queued it, for the log lines
 
 
 def _due(now: datetime):
@@ -246,7 +249,7 @@ def claim(session: Session, limit: int, lease: float, *, ids: list[int] | None =
     if exclude:
         cond = and_(cond, t.id.not_in(exclude))
     stmt = (select(t.id, t.attempts, t.to_address, t.subject, t.text_body, t.html_body, t.kind, t.created_at,
-                   t.language)
+                   t.language, t.account_id, t.request_id)
             .where(cond).order_by(t.id).limit(limit))
     if session.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
@@ -257,7 +260,7 @@ def claim(session: Session, limit: int, lease: float, *, ids: list[int] | None =
                         .values(status=MailStatus.IN_FLIGHT.value, claimed_until=until))
     session.commit()
     return [Claimed(r.id, until, r.attempts, r.to_address, r.subject, r.text_body, r.html_body, r.kind, r.created_at,
-                    r.language)
+                    r.language, r.account_id, r.request_id)
             for r in rows]
 
 
@@ -279,7 +282,8 @@ def deliver_due(session: Session, *, batch: int = 50, ids: list[int] | None = No
         for n, item in enumerate(claimed):
             attempted.add(item.id)
             try:
-                _deliver_one(session, item, report)
+                with log_context(request_id=item.request_id, outbox_id=item.id, member_id=item.account_id):
+                    _deliver_one(session, item, report)
             except MailError as exc:  # no server answered: the rest waits for the next pass
                 log.warning("mail: server unreachable (%s); %d message(s) wait for the next pass",
                             exc, len(claimed) - n - 1)
@@ -327,6 +331,8 @@ def _deliver_one(session: Session, item: Claimed, report: MailReport) -> None:
     session.commit()
     if done.rowcount != 1:
         log.warning("mail %s: sent, but the claim had run out (another worker may send it again)", item.id)
+    else:
+        log.info("mail %s (%s) delivered (attempt %d)", item.id, item.kind, attempts)
     report.delivered += 1
 
 

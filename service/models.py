@@ -240,6 +240,8 @@ class StripeEvent(Base):
     claimed_until: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
     applied_at: Mapped[datetime | None]
+    # The X-Request-ID of the webhook delivery that stored it: the worker logs it when applying.
+    request_id: Mapped[str | None] = mapped_column(String(64))
 
 
 class NewsletterOutbox(Base):
@@ -260,6 +262,8 @@ class NewsletterOutbox(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     delivered_at: Mapped[datetime | None]
+    # The request (or worker job) that wrote the row: the worker logs it when delivering.
+    request_id: Mapped[str | None] = mapped_column(String(64))
 
 
 class MailOutbox(Base):
@@ -285,6 +289,8 @@ class MailOutbox(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None]
+    # The request (or worker job) that wrote the row: the worker logs it when delivering.
+    request_id: Mapped[str | None] = mapped_column(String(64))
 
 
 class ApiToken(Base):
@@ -304,6 +310,37 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None]
     last_used_at: Mapped[datetime | None]
+
+
+class MembershipHistory(Base):
+    """Append-only: every change of a member's state, level or value, written in the
+    transaction of the change (`membership.history`). `/staff/insights` reads only this."""
+
+    __tablename__ = "membership_history"
+    __table_args__ = (
+        # Each member's rows in order (the spans between changes): covering, so the insights'
+        # window functions read the index alone (no sort, no table).
+        Index("ix_membership_history_account_at", "account_id", "at", "id",
+              postgresql_include=["to_status", "from_status", "entitled", "level_name", "monthly_value", "currency",
+                                  "organisation_id", "newsletter"]),
+        Index("ix_membership_history_at", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    from_status: Mapped[str | None] = mapped_column(String(20))  # None: the member's first row
+    to_status: Mapped[str] = mapped_column(String(20))
+    entitled: Mapped[bool] = mapped_column(Boolean, default=False)  # what to_status gives, as written
+    level_name: Mapped[str | None] = mapped_column(String(100))
+    # What the member pays per month in cents (a yearly amount / 12); 0 when not paying.
+    monthly_value: Mapped[int] = mapped_column(Integer, default=0)
+    currency: Mapped[str | None] = mapped_column(String(3))
+    organisation_id: Mapped[int | None] = mapped_column(ForeignKey("organisations.id", ondelete="SET NULL"))
+    newsletter: Mapped[bool] = mapped_column(Boolean, default=False)  # DAWNS asked to hold them
+    # stripe event, staff, seat, import, system (a grace period or a comp running out).
+    source: Mapped[str] = mapped_column(String(20))
+    stripe_event_id: Mapped[str | None] = mapped_column(String(255))
 
 
 class AuditLog(Base):

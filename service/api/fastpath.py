@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from datetime import timedelta
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -19,6 +20,7 @@ from urllib.parse import parse_qsl
 from marshmallow import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
+from .. import metrics
 from ..db import utcnow
 from ..domain.membership import standing
 from ..errors import error_body
@@ -51,7 +53,9 @@ class EntitlementFastPath:
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
         if environ.get("PATH_INFO") != PATH:
             return self.next(environ, start_response)
+        started = time.perf_counter()
         status, body, extra = self.answer(environ)
+        metrics.entitlement_answered(status, time.perf_counter() - started)
         payload = json.dumps(body, separators=(",", ":")).encode()
         start_response(_STATUS_TEXT[status], [*self.headers, ("Content-Length", str(len(payload))), *extra])
         return [b""] if environ.get("REQUEST_METHOD") == "HEAD" else [payload]

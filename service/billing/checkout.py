@@ -29,6 +29,7 @@ from ..membership.organisations import (
     recompute_organisation,
     unique_slug,
 )
+from ..membership import history
 from ..models import Account, CheckoutSession, Level, Organisation, StripeCustomer, StripeSubscription
 from .gateway import BillingError, BillingGateway, CheckoutRequest, LineItem
 from .lifecycle import _get_or_create, link_customer, link_customer_to_organisation, sync_subscription
@@ -130,7 +131,8 @@ def fulfil_checkout_session(session: Session, gateway: BillingGateway, checkout:
         sync_subscription(session, gateway, subscription_id, customer_id, account)
     if customer_id:
         link_customer(session, customer_id, account)
-    recompute(session, account)
+    with history.source(session, history.STRIPE_EVENT, outer_wins=True):  # the success page, reconcile
+        recompute(session, account)
     return account
 
 

@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 import stripe
 
+from .. import metrics
 from ..i18n import english, lazy_gettext as _l
 from .transport import Urllib3Client
 
@@ -92,6 +93,7 @@ class BillingGateway(Protocol):
     def update_subscription_quantity(self, subscription_id: str, item_id: str, quantity: int) -> dict[str, Any]: ...
     def retrieve_charge(self, charge_id: str) -> dict[str, Any]: ...
     def retrieve_customer(self, customer_id: str) -> dict[str, Any]: ...
+    def find_customers(self, email: str, limit: int = 10) -> list[dict[str, Any]]: ...
     def create_customer(self, email: str, metadata: dict[str, str], name: str | None = None) -> dict[str, Any]: ...
     def update_customer(self, customer_id: str, params: dict[str, Any]) -> dict[str, Any]: ...
     def save_card(self, customer_id: str, card: dict[str, Any]) -> str: ...
@@ -103,6 +105,7 @@ class BillingGateway(Protocol):
 def translate(exc: stripe.StripeError) -> BillingError:
     # Error classes: https://docs.stripe.com/api/errors/handling
     detail = f"{type(exc).__name__}: {exc.user_message or exc}"
+    metrics.stripe_error(_error_kind(exc))
     if isinstance(exc, stripe.CardError):
         return BillingError(exc.user_message or _l("Your card was declined."), retryable=False, detail=detail)
     if isinstance(exc, (stripe.AuthenticationError, stripe.PermissionError)):
@@ -122,6 +125,18 @@ def translate(exc: stripe.StripeError) -> BillingError:
     log.error("Stripe unavailable: %s", detail)
     return BillingError(_l("We could not reach our payment provider. Please try again in a few minutes."),
                         detail=detail)
+
+
+def _error_kind(exc: stripe.StripeError) -> str:
+    if isinstance(exc, stripe.CardError):
+        return "card"
+    if isinstance(exc, (stripe.AuthenticationError, stripe.PermissionError)):
+        return "authentication"
+    if isinstance(exc, stripe.InvalidRequestError):
+        return "not_found" if exc.code == "resource_missing" or exc.http_status == 404 else "invalid_request"
+    if isinstance(exc, stripe.RateLimitError):
+        return "rate_limited"
+    return "unavailable"
 
 
 class StripeGateway:
@@ -220,6 +235,11 @@ class StripeGateway:
 
     def retrieve_customer(self, customer_id: str) -> dict[str, Any]:
         return self._call(self.client.v1.customers.retrieve, customer_id)
+
+    def find_customers(self, email: str, limit: int = 10) -> list[dict[str, Any]]:
+        """Customers whose email is exactly `email` (Stripe compares it case-sensitively):
+        https://docs.stripe.com/api/customers/list#list_customers-email"""
+        return self._call(self.client.v1.customers.list, {"email": email, "limit": limit}).get("data") or []
 
     def create_customer(self, email: str, metadata: dict[str, str], name: str | None = None) -> dict[str, Any]:
         params: dict[str, Any] = {"email": email, "metadata": metadata}

@@ -15,6 +15,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 
+from ..logs import current_request_id
 from ..membership.service import WAKE_CHANNEL
 from ..models import StripeEvent
 from .webhooks import EventOutcome, customer_of
@@ -37,7 +38,7 @@ def store(engine: Engine, event: dict[str, Any]) -> bool:
         "stripe_created_at": created, "livemode": bool(event.get("livemode")), "object_id": obj.get("id"),
         "customer_stripe_id": customer_of(event["type"], obj), "payload": event,
         "outcome": EventOutcome.RECEIVED.value, "received_at": now, "status": "pending", "attempts": 0,
-        "next_attempt_at": now,
+        "next_attempt_at": now, "request_id": current_request_id(),
     }
     with engine.begin() as conn:
         new = conn.execute(_insert(engine.dialect.name), values).first() is not None

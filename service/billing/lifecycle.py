@@ -31,6 +31,7 @@ from ..db import write_now
 from ..domain.membership import MembershipStatus, Role
 from ..membership.organisations import lock as lock_organisation, recompute_organisation
 from ..membership.service import flag, membership_for, recompute
+from ..membership import history
 from ..models import NEVER_READ, Account, Membership, Organisation, StripeCustomer, StripeEvent, StripeSubscription
 from .gateway import BillingGateway
 from .snapshots import SubscriptionSnapshot, snapshot_from_subscription
@@ -292,7 +293,8 @@ def _finish(session: Session, row: StripeSubscription, snap: SubscriptionSnapsho
     membership = locked_membership if linked is owner and locked_membership is not None \
         else membership_for(session, owner)
     before = membership.status
-    recompute(session, owner, membership)
+    with history.source(session, history.STRIPE_EVENT, outer_wins=True):
+        recompute(session, owner, membership)
     return Applied(row, owner, how, before, membership.status)
 
 
@@ -389,5 +391,6 @@ def link_by_email(session: Session, customer_id: str, email: str | None) -> Acco
         return None
     flag(session, account, f"Linked to Stripe customer {customer_id} by email match, not by a checkout of ours: "
                            "check that it is theirs")
-    recompute(session, account)
+    with history.source(session, history.STRIPE_EVENT, outer_wins=True):
+        recompute(session, account)
     return account

@@ -25,6 +25,8 @@ from sqlalchemy.orm import Session, aliased
 
 from ..db import utcnow
 from ..domain.retry import backoff_seconds
+from ..logs import log_context
+from .. import metrics
 from ..membership import catalogue
 from ..membership.service import wake_worker
 from ..models import StripeCustomer, StripeEvent
@@ -75,6 +77,7 @@ class Claimed:
     # unchanged, so a worker whose lease ran out (and whose event another worker took over)
     # never records, retries or fails an event it no longer holds.
     lease_until: datetime | None = None
+    request_id: str | None = None  # of the webhook delivery that stored it, for the log lines
 
 
 def claim(session: Session, limit: int, lease: float,
@@ -85,7 +88,7 @@ def claim(session: Session, limit: int, lease: float,
     if exclude:
         cond = and_(cond, StripeEvent.id.not_in(exclude))
     stmt = (select(StripeEvent.id, StripeEvent.payload, StripeEvent.customer_stripe_id, StripeEvent.account_id,
-                   StripeEvent.status, StripeEvent.attempts)
+                   StripeEvent.status, StripeEvent.attempts, StripeEvent.request_id)
             .where(cond).order_by(StripeEvent.stripe_created_at, StripeEvent.id).limit(limit))
     if session.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True, of=StripeEvent)
@@ -94,7 +97,7 @@ def claim(session: Session, limit: int, lease: float,
     customers: set[str] = set()
     until = now + timedelta(seconds=lease)
     most = current_app.config["STRIPE_EVENT_MAX_ATTEMPTS"]
-    for event_id, payload, customer, account_id, status, attempts in session.execute(stmt):
+    for event_id, payload, customer, account_id, status, attempts, request_id in session.execute(stmt):
         if customer is not None:
             if customer in customers:
                 continue  # one of a customer's events at a time: they go in order
@@ -111,7 +114,7 @@ def claim(session: Session, limit: int, lease: float,
                                "lease): failed, for staff to look at"))
                 log.error("Stripe event %s failed: its workers stopped %s times", event_id, attempts + 1)
                 continue
-        claimed.append(Claimed(event_id, payload, customer, account_id, until))
+        claimed.append(Claimed(event_id, payload, customer, account_id, until, request_id))
     if claimed:
         session.execute(update(StripeEvent).where(StripeEvent.id.in_([c.id for c in claimed]))
                         .values(status=QueueStatus.IN_FLIGHT, claimed_until=until))
@@ -132,6 +135,21 @@ def _backoff(attempts: int) -> float:
 def apply_event(session: Session, gateway: BillingGateway, event: Claimed, report: QueueReport) -> EventOutcome | None:
     """Apply one claimed event; the change and the event's outcome commit together (or neither:
     the event stays claimable and is retried)."""
+    payload = event.payload if isinstance(event.payload, dict) else {}
+    with log_context(request_id=event.request_id, stripe_event_id=payload.get("id"), member_id=event.account_id):
+        before = (report.applied, report.retried, report.failed)
+        outcome = _apply_event(session, gateway, event, report)
+        kind = str(payload.get("type") or "unknown")
+        if outcome is not None:
+            metrics.stripe_event_applied(kind, outcome.value)
+        elif report.failed != before[2]:
+            metrics.stripe_event_applied(kind, "failed")
+        elif report.retried != before[1]:
+            metrics.stripe_event_applied(kind, "retried")
+        return outcome
+
+
+def _apply_event(session: Session, gateway: BillingGateway, event: Claimed, report: QueueReport) -> EventOutcome | None:
     try:
         result = handle(session, gateway, event.payload)
     except BillingError as exc:
@@ -145,6 +163,7 @@ def apply_event(session: Session, gateway: BillingGateway, event: Claimed, repor
     except Exception as exc:  # noqa: BLE001  (a shape we did not expect, or a bug: never stop the worker)
         log.exception("Stripe event %s could not be applied", event.id)
         return _retry(session, event, f"error: {exc.__class__.__name__}: {str(exc)[:300]}", report)
+    account_id = result.account.id if result.account is not None else None  # before the commit expires it
     try:
         if not _record(session, event, result):
             session.rollback()
@@ -154,6 +173,9 @@ def apply_event(session: Session, gateway: BillingGateway, event: Claimed, repor
     except SQLAlchemyError as exc:
         return _retry(session, event, f"database: {exc.__class__.__name__}", report)
     report.applied += 1
+    with log_context(member_id=account_id):
+        log.info("Stripe event %s (%s) applied: %s", event.payload.get("id"), event.payload.get("type"),
+                 result.outcome.value)
     return result.outcome
 
 
@@ -246,12 +268,13 @@ def _release(session: Session, events: list[Claimed]) -> None:
 
 
 def requeue(session: Session, stripe_id: str) -> StripeEvent | None:
-    """Put a failed event back in the queue (staff, once its cause is fixed): the worker applies
-    it in its customer's order like any delivery, and the ordering rules decide as for any
-    delivery (a stale event stays stale). Only a failed event can be requeued; the caller commits."""
+    """Put a failed event back in the queue (staff, once its cause is fixed), or an unlinked one
+    (its customer has since been linked): the worker applies it in its customer's order like any
+    delivery, and the ordering rules decide as for any delivery (a stale event stays stale).
+    Only those two can be replayed; the caller commits."""
     row = session.scalars(select(StripeEvent).where(StripeEvent.stripe_id == stripe_id)
                           .with_for_update()).first()
-    if row is None or row.status != QueueStatus.FAILED:
+    if row is None or not replayable(row):
         return None
     row.status = QueueStatus.PENDING
     row.attempts = 0
@@ -259,6 +282,10 @@ def requeue(session: Session, stripe_id: str) -> StripeEvent | None:
     row.claimed_until = None
     wake_worker(session, "stripe_events")
     return row
+
+
+def replayable(row: StripeEvent) -> bool:
+    return row.status == QueueStatus.FAILED or (row.status == QueueStatus.DONE and row.outcome == "unlinked")
 
 
 def failed_count(session: Session) -> int:

@@ -7,7 +7,9 @@ from flask import Blueprint, abort, current_app, flash, jsonify, redirect, rende
 from flask_login import current_user, login_required
 from sqlalchemy.exc import SQLAlchemyError
 
+from .. import metrics
 from ..errors import json_error
+from ..logs import log_context
 from ..extensions import csrf
 from ..forms import ActionForm
 from ..i18n import gettext as _
@@ -62,11 +64,16 @@ def stripe_webhook():
         )
     except InvalidEvent as exc:
         log.warning("webhook rejected: %s", exc.reason)  # never the body
+        metrics.webhook_delivery(None, "bad_signature")
         return json_error(400, exc.reason, "invalid_event")
-    try:
-        new = inbox.store(get_engine(), event)
-    except SQLAlchemyError as exc:
-        log.error("webhook %s (%s) not stored, Stripe will retry: %s", event["id"], event["type"],
-                  exc.__class__.__name__)
-        return json_error(503, "The event could not be stored; retry later.", "unavailable")
+    with log_context(stripe_event_id=event["id"]):
+        try:
+            new = inbox.store(get_engine(), event)
+        except SQLAlchemyError as exc:
+            log.error("webhook %s (%s) not stored, Stripe will retry: %s", event["id"], event["type"],
+                      exc.__class__.__name__)
+            metrics.webhook_delivery(event["type"], "unavailable")
+            return json_error(503, "The event could not be stored; retry later.", "unavailable")
+        log.info("webhook %s (%s) %s", event["id"], event["type"], "stored" if new else "was a duplicate")
+        metrics.webhook_delivery(event["type"], "stored" if new else "duplicate")
     return jsonify(received=True, duplicate=not new)

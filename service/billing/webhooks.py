@@ -18,6 +18,7 @@ from ..domain.membership import Interval, MembershipStatus, Role
 from ..membership.organisations import recompute_organisation
 from ..membership import reader_mail
 from ..membership.service import flag, recompute
+from ..membership import history
 from ..models import Account, StripeCustomer, StripeSubscription
 from .checkout import fulfil_checkout_session, organisation_checkout
 from .gateway import BillingGateway
@@ -78,6 +79,11 @@ def customer_of(event_type: str, obj: dict[str, Any]) -> str | None:
 
 
 def handle(session: Session, gateway: BillingGateway, event: dict[str, Any]) -> Outcome:
+    with history.source(session, history.STRIPE_EVENT, event.get("id")):
+        return _handle(session, gateway, event)
+
+
+def _handle(session: Session, gateway: BillingGateway, event: dict[str, Any]) -> Outcome:
     obj: dict[str, Any] = event["data"]["object"]
     created = _ts(event["created"])
     match event["type"]:

@@ -31,7 +31,9 @@ log = logging.getLogger("service.exports")
 
 COLUMNS = ["id", "email", "name", "status", "entitled", "paid_through", "cancel_at_period_end",
            "level", "level_amount", "level_currency", "level_interval", "stripe_customer_id",
-           "newsletter_status", "created_at", "via", "organisation"]
+           "newsletter_status", "created_at", "via", "organisation",
+           # What a re-import needs to give every member back exactly (billing/imports.py).
+           "newsletter_opt_in", "comped_at", "comped_until", "comp_reason", "language"]
 FORMULA_STARTS = ["=", "+", "-", "@", "\t", "\r"]
 LEASE_SECONDS = 60
 PROGRESS_EVERY = 1.0  # seconds between progress writes
@@ -88,6 +90,8 @@ def export_select(session: Session, f: directory.MemberFilter) -> Select:
         Membership.level_amount, Membership.level_currency, Membership.level_interval,
         _safe(Membership.stripe_customer_id), _safe(Membership.newsletter_status), _iso(session, Account.created_at),
         func.coalesce(via, ""), case((via == Via.ORGANISATION.value, _safe(Organisation.name)), else_=""),
+        case((Membership.newsletter_opt_in.is_(True), "yes"), else_="no"), _iso(session, Membership.comped_at),
+        _iso(session, Membership.comped_until), _safe(Membership.comp_reason), _safe(Account.language),
     ])
     if not (f.q or f.email):
         stmt = stmt.join(Account, Account.id == Membership.account_id)

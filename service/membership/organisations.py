@@ -25,7 +25,7 @@ from ..domain.membership import MembershipStatus, Parts, Role, derive
 from ..i18n import gettext as _, in_language, ngettext
 from ..mail import send_mail
 from ..models import NEVER_READ, Account, Membership, Organisation, Seat, StripeSubscription
-from . import catalogue
+from . import catalogue, history
 from .reader_mail import hello, letter
 from .service import grace, membership_for, organisation_comp, price_of_item, recompute, subscription_parts
 
@@ -261,7 +261,8 @@ def take_seat(session: Session, org: Organisation, account: Account, how: str,
     if newsletter_opt_in is not None:
         membership.newsletter_opt_in = newsletter_opt_in
     session.flush()
-    recompute(session, account, membership)
+    with history.source(session, history.SEAT, outer_wins=True):
+        recompute(session, account, membership)
     return seat
 
 
@@ -277,7 +278,8 @@ def remove_seat(session: Session, seat: Seat) -> None:
     membership = membership_for(session, account)
     membership.has_seat = session.scalar(select(Seat.id).where(Seat.account_id == account.id,
                                                                Seat.status != REMOVED).limit(1)) is not None
-    recompute(session, account, membership)
+    with history.source(session, history.SEAT, outer_wins=True):
+        recompute(session, account, membership)
     if org is not None:
         fit_seats(session, org)
         recompute_seat_holders(session, org)

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from ..db import utcnow, write_now
+from ..logs import current_request_id
 from ..domain.membership import (
     ENTITLEMENT,
     PAYING,
@@ -46,7 +47,7 @@ from ..models import (
     StripeCustomer,
     StripeSubscription,
 )
-from . import catalogue, reader_mail
+from . import catalogue, history, reader_mail
 
 log = logging.getLogger("service.membership")
 
@@ -216,12 +217,17 @@ def recompute(session: Session, account: Account, membership: Membership | None 
     if desired is not None:
         values["newsletter_desired"] = desired.value
     write_now(session, membership, values)
+    history.record(session, membership, before, values, entitled=_entitled_before(membership, now), now=now)
     if "status" in values or not was_entitled:
         _tell_reader(session, account, membership, before, was_entitled, now)
     return membership
 
 
 # --- reader mail: written with the state change that causes it, once per transition ------------
+
+# Set in `session.info` by a caller that must mail no one (a member import): no welcome, no
+# "membership ended" for the changes it causes.
+QUIET_READER_MAIL = "quiet_reader_mail"
 
 # A paid membership whose end is told to the reader (moving to ENDED from one of these).
 _PAID_BEFORE = frozenset({MembershipStatus.ACTIVE, MembershipStatus.PAST_DUE, MembershipStatus.PAUSED})
@@ -246,7 +252,7 @@ def _tell_reader(session: Session, account: Account, membership: Membership, bef
     moves to canceled or lapsed. The stored state is the guard: a recompute that changes nothing
     (a renewal, a duplicate event, a retry) sends nothing, and the message commits (or rolls
     back) with the state change."""
-    if account.role != Role.MEMBER:
+    if account.role != Role.MEMBER or session.info.get(QUIET_READER_MAIL):
         return
     now_entitled = is_entitled(membership, now)
     if now_entitled and not was_entitled:
@@ -311,7 +317,7 @@ def _move_newsletter(session: Session, account: Account, membership: Membership,
     connection.execute(_OUTBOX_INSERT, {
         "account_id": account.id, "action": desired.value, "email": account.email,
         "payload": {"name": account.name, "confirm": confirm}, "status": OutboxStatus.PENDING.value,
-        "attempts": 0, "next_attempt_at": now, "created_at": now})
+        "attempts": 0, "next_attempt_at": now, "created_at": now, "request_id": current_request_id()})
     wake_worker(session, "newsletter")
     return desired
 

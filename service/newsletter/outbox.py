@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, aliased
 from ..db import utcnow
 from ..domain.newsletter import Desired, OutboxStatus
 from ..domain.retry import backoff_seconds
+from ..logs import log_context
 from ..models import Account, NewsletterOutbox
 from .provider import Change, NewsletterProvider, ProviderError
 
@@ -82,6 +83,11 @@ def deliver(session: Session, provider: NewsletterProvider, row_id: int, report:
     if row is None or row.status != IN_FLIGHT:
         session.rollback()
         return
+    with log_context(request_id=row.request_id, outbox_id=row.id, member_id=row.account_id):
+        _deliver(session, provider, row, report)
+
+
+def _deliver(session: Session, provider: NewsletterProvider, row: NewsletterOutbox, report: SyncReport) -> None:
     account = session.get(Account, row.account_id)
     membership = account.membership if account else None
     if account is None or membership is None:
@@ -112,7 +118,9 @@ def deliver(session: Session, provider: NewsletterProvider, row_id: int, report:
         # They unsubscribed in Mailchimp: remember their choice, never re-subscribe them.
         membership.newsletter_opt_in = False
         membership.newsletter_desired = Desired.UNSUBSCRIBED.value
+    row_id, action = row.id, row.action
     session.commit()
+    log.info("newsletter change %s (%s) delivered: %s", row_id, action, result.status)
     report.delivered += 1
 
 

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import requests
 
+from .. import metrics
 from ..domain.newsletter import Desired, split_name
 
 log = logging.getLogger("service.newsletter")
@@ -122,12 +123,16 @@ class MailchimpProvider:
         try:
             resp = self.session.request(method, url, json=body, timeout=self.timeout)
         except requests.Timeout:
+            metrics.mailchimp_error("timeout")
             raise ProviderError(f"Mailchimp timed out on {method}", retryable=True) from None
         except requests.RequestException as exc:
+            metrics.mailchimp_error("unreachable")
             raise ProviderError(f"Mailchimp unreachable: {exc.__class__.__name__}", retryable=True) from None
         if resp.status_code == 429:
+            metrics.mailchimp_error("rate_limited")
             raise ProviderError("Mailchimp rate limit (429)", retryable=True, retry_after=_retry_after(resp))
         if resp.status_code >= 500:
+            metrics.mailchimp_error("server_error")
             raise ProviderError(f"Mailchimp error {resp.status_code}", retryable=True, retry_after=_retry_after(resp))
         return resp
 
@@ -186,6 +191,7 @@ class MailchimpProvider:
     def _failure(self, what: str, resp: requests.Response) -> ProviderError:
         problem = self._problem(resp)
         detail = problem.get("detail") or problem.get("title") or resp.reason
+        metrics.mailchimp_error("refused")
         return ProviderError(f"Mailchimp {what} answered {resp.status_code}: {detail}", retryable=False)
 
 

@@ -464,3 +464,10 @@ def revoke_token(token_id: int):
             raise services.ActionError("No such live token.")
 
     return _run(ConfirmForm(), act, "Token revoked.", _admin_back())
+
+
+from . import insights as _insights  # noqa: E402,F401  (their routes join this blueprint)
+from . import webhooks as _webhooks  # noqa: E402,F401
+
+
+from . import import_view  # noqa: E402,F401 - /staff/admin/import, on this blueprint

@@ -24,6 +24,7 @@ from ..membership.organisations import (
     seat_count,
 )
 from ..membership.service import recompute
+from ..membership import history
 from ..db import get_session, utcnow
 from ..domain.membership import MembershipStatus, Role
 from ..accounts.services import create_staff, end_sessions, find_by_email, invite_staff, request_password_reset
@@ -70,7 +71,8 @@ def comp(actor: Account, member_id: int, reason: str, until: datetime | None) ->
     membership.comped_at = utcnow()
     membership.comped_until = until
     membership.comp_reason = reason
-    membership = recompute(get_session(), account)
+    with history.source(get_session(), history.STAFF):
+        membership = recompute(get_session(), account)
     _audit(actor, "comp", account, reason=reason, until=until.isoformat() if until else None)
     get_session().commit()
     return membership
@@ -85,7 +87,8 @@ def revoke_comp(actor: Account, member_id: int) -> Membership:
     membership.comped_until = None
     reason = membership.comp_reason
     membership.comp_reason = None
-    membership = recompute(get_session(), account)
+    with history.source(get_session(), history.STAFF):
+        membership = recompute(get_session(), account)
     _audit(actor, "comp_revoke", account, previous_reason=reason)
     get_session().commit()
     return membership
@@ -147,6 +150,46 @@ def retry_newsletter(actor: Account, member_id: int, row_id: int) -> None:
     session.commit()
 
 
+@dataclass(frozen=True)
+class DeliveryFilter:
+    type: str | None = None       # an event type, or its start ("invoice.")
+    outcome: str | None = None    # applied, stale, unlinked, failed (the queue's), ...
+    member: int | None = None     # an account id
+    since: datetime | None = None
+    until: datetime | None = None
+    before: int | None = None     # the page after this row id (newest first)
+
+
+def webhook_deliveries(f: DeliveryFilter, per_page: int = 50) -> tuple[list[tuple[StripeEvent, int | None]], int | None]:
+    """Stored Stripe events, newest first, filtered; each with its member (through its customer
+    when the event names none); and the id to continue after, when there is more."""
+    session = get_session()
+    stmt = select(StripeEvent).order_by(StripeEvent.id.desc()).limit(per_page + 1)
+    if f.type:
+        stmt = stmt.where(StripeEvent.type.startswith(f.type, autoescape=True) if f.type.endswith(".")
+                          else StripeEvent.type == f.type)
+    if f.outcome == "failed":
+        stmt = stmt.where(StripeEvent.status == "failed")
+    elif f.outcome:
+        stmt = stmt.where(StripeEvent.outcome == f.outcome)
+    if f.member is not None:
+        customers = select(StripeCustomer.stripe_id).where(StripeCustomer.account_id == f.member)
+        stmt = stmt.where((StripeEvent.account_id == f.member) | StripeEvent.customer_stripe_id.in_(customers))
+    if f.since is not None:
+        stmt = stmt.where(StripeEvent.received_at >= f.since)
+    if f.until is not None:
+        stmt = stmt.where(StripeEvent.received_at < f.until)
+    if f.before is not None:
+        stmt = stmt.where(StripeEvent.id < f.before)
+    rows = list(session.scalars(stmt))
+    more = rows[per_page].id if len(rows) > per_page else None
+    rows = rows[:per_page]
+    customers = {e.customer_stripe_id for e in rows if e.account_id is None and e.customer_stripe_id}
+    owners = {stripe_id: account_id for stripe_id, account_id in session.execute(
+        select(StripeCustomer.stripe_id, StripeCustomer.account_id).where(StripeCustomer.stripe_id.in_(customers)))}
+    return [(e, e.account_id or owners.get(e.customer_stripe_id)) for e in rows], (rows[-1].id if more else None)
+
+
 def stripe_trouble(limit: int = 200) -> list[tuple[StripeEvent, int | None]]:
     """Failed and retrying events, each with its member (through its customer when the event
     never got as far as naming one)."""
@@ -169,7 +212,7 @@ def requeue_stripe_event(actor: Account, stripe_id: str) -> StripeEvent:
     row = requeue(session, stripe_id)
     if row is None:
         session.rollback()
-        raise ActionError("Only a failed Stripe event can be queued again.")
+        raise ActionError("Only a failed or unlinked Stripe event can be replayed.")
     target = (session.get(Account, row.account_id) if row.account_id
               else find_account_for(session, customer_id=row.customer_stripe_id))
     _audit(actor, "stripe_event_requeued", target, event=row.stripe_id, type=row.type)
@@ -366,7 +409,8 @@ def _billing_action(action):
     """Run a billing change; a refusal rolls back everything it wrote and says why."""
     session = get_session()
     try:
-        return action(session)
+        with history.source(session, history.STAFF):
+            return action(session)
     except org_billing.OrganisationError as exc:
         session.rollback()
         raise ActionError(str(exc)) from None
@@ -431,7 +475,8 @@ def remove_organisation_seat(actor: Account, org_id: int, seat_id: int) -> Accou
         raise ActionError("No such seat in this organisation.")
     reader = session.get(Account, seat.account_id)
     was = seat.status
-    remove_seat(session, seat)
+    with history.source(session, history.STAFF):
+        remove_seat(session, seat)
     _audit(actor, "organisation_seat_remove", reader, org, seat_id=seat.id, reader=reader.email, was=was)
     session.commit()
     return reader

@@ -196,7 +196,8 @@ def test_an_export_job_writes_exactly_the_filtered_list_and_the_download_is_audi
     rows, link = export(app, staff, "entitled=yes&sort=oldest")
     assert rows[0] == ["id", "email", "name", "status", "entitled", "paid_through", "cancel_at_period_end",
                        "level", "level_amount", "level_currency", "level_interval", "stripe_customer_id",
-                       "newsletter_status", "created_at", "via", "organisation"]
+                       "newsletter_status", "created_at", "via", "organisation",
+                       "newsletter_opt_in", "comped_at", "comped_until", "comp_reason", "language"]
     assert [r[1] for r in rows[1:]] == ["amina.yusuf@example.org", "amir.khan@example.org", "dana.lee@example.org"]
     assert {r[4] for r in rows[1:]} == {"yes"} and rows[1][13].startswith("2026-01-01T00:00:00")
     with app.app_context():
