@@ -37,6 +37,8 @@ migrate: $(STAMP) $(COMPILED)
 
 PORT ?= 5000
 
+# Readable log lines for development (LOG_FORMAT=json in production), for every step of `make run`.
+run: export LOG_FORMAT ?= text
 run: migrate
 	$(FLASK) demo --seed 500   # demo members with 18 months of history, for /staff/insights
 	$(FLASK) demo --port $(PORT)

@@ -69,9 +69,12 @@ def make_engine(url: str, busy_timeout: float = 30.0) -> Engine:
     # No pre-ping (a round trip on every checkout, too dear for the paywall's hot path):
     # connections are recycled, and a request that meets a dropped connection fails cleanly
     # (JSON 5xx / error page) while the pool replaces it.
-    kwargs: dict = {"future": True, "pool_recycle": 1800, "pool_size": 10, "max_overflow": 20}
+    # hide_parameters: a failed statement's values (a password hash, a token's hash, an email)
+    # never reach an exception message or a log line.
+    kwargs: dict = {"future": True, "pool_recycle": 1800, "pool_size": 10, "max_overflow": 20,
+                    "hide_parameters": True}
     if url.startswith("sqlite"):
-        kwargs = {"future": True}
+        kwargs = {"future": True, "hide_parameters": True}
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": busy_timeout}
     engine = create_engine(url, **kwargs)
     if engine.dialect.name == "postgresql":
@@ -118,7 +121,7 @@ def init_app(app: Flask) -> None:
         # Single-statement reads on the hot path (the paywall): autocommit, no reset round trip.
         app.extensions["db_read_engine"] = create_engine(
             app.config["DATABASE_URL"], isolation_level="AUTOCOMMIT", pool_reset_on_return=None,
-            pool_recycle=1800, pool_size=10, max_overflow=20)
+            pool_recycle=1800, pool_size=10, max_overflow=20, hide_parameters=True)
         no_jit(app.extensions["db_read_engine"])
     else:
         app.extensions["db_read_engine"] = engine
@@ -138,7 +141,7 @@ def queue_session() -> Session:
     if engine.dialect.name != "postgresql":
         return current_app.extensions["db_sessionmaker"]()
     if "db_queue_sessionmaker" not in current_app.extensions:
-        queue_engine = create_engine(engine.url, pool_recycle=1800, pool_size=4, max_overflow=4)
+        queue_engine = create_engine(engine.url, pool_recycle=1800, pool_size=4, max_overflow=4, hide_parameters=True)
         no_jit(queue_engine)
 
         @event.listens_for(queue_engine, "connect")

@@ -172,6 +172,12 @@ def configure(fmt: str | None = "json", level: int | str | None = None, stream: 
 
     for name in ("service", "flask.app"):
         logging.getLogger(name).removeHandler(default_handler)
+    # Chatty libraries: Alembic's plugin set-up on every CLI command and /readyz, the Stripe
+    # library's line per API call (its URLs can hold a reader's email), werkzeug's access lines
+    # (the service's own `request` line carries the request id and no token-bearing path).
+    for name in ("alembic", "stripe", "werkzeug"):
+        if logging.getLogger(name).level == logging.NOTSET:
+            logging.getLogger(name).setLevel(logging.WARNING)
     return handler
 
 
@@ -243,6 +249,20 @@ def init_app(app: Any) -> None:
     """From create_app: the logging set-up (LOG_FORMAT) and the request id middleware. Goes on
     last, so it wraps everything else (ProxyFix, the entitlement fast path)."""
     configure(app.config.get("LOG_FORMAT", "json"))
+    from flask import request
+
+    requests_log = logging.getLogger("service.request")
+
+    @app.after_request
+    def _log_request(response):
+        # One line per request, with its request id: the endpoint's name, never the path (paths
+        # can carry single-use tokens). Probes and static files are left out.
+        if request.endpoint not in _QUIET_ENDPOINTS:
+            requests_log.info("%s %s %s", request.method, request.endpoint or "(no route)", response.status_code)
+        return response
+
+
+_QUIET_ENDPOINTS = frozenset({"static", "ops.healthz", "ops.readyz", "metrics.scrape"})
 
 
 def wrap_wsgi(app: Any) -> None:

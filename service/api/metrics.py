@@ -86,9 +86,17 @@ class ScrapeTimeCollector:
         yield up
 
 
+def _through_untrusted_proxy() -> bool:
+    """A request a proxy forwarded while TRUST_PROXY_HOPS says none: its address is the proxy's
+    (127.0.0.1 for a local one), never the caller's, so it opens nothing by address."""
+    forwarded = any(h in request.headers for h in ("X-Forwarded-For", "Forwarded", "X-Real-IP"))
+    return forwarded and not current_app.config.get("TRUST_PROXY_HOPS")
+
+
 def allowed() -> auth.Denied | None:
     """None when the caller may scrape: an allowed address, or a live `metrics:read` token."""
-    if metrics.ip_allowed(request.remote_addr, current_app.config.get("METRICS_ALLOWED_IPS") or ()):
+    if metrics.ip_allowed(request.remote_addr, current_app.config.get("METRICS_ALLOWED_IPS") or ()) \
+            and not _through_untrusted_proxy():
         return None
     header = request.headers.get("Authorization")
     if not header:

@@ -38,11 +38,12 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
+from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ..accounts.services import hash_password, normalize_email
+from ..accounts.services import end_sessions, hash_password, normalize_email
 from ..db import utcnow
 from ..domain.membership import MembershipStatus, Role
 from ..i18n import known
@@ -284,17 +285,17 @@ def _note(value: str) -> str:
 
 
 def _labels(value: str) -> list[str]:
-    labels: list[str] = []
+    labels: dict[str, None] = {}  # in order, each once
     for part in value.split(","):
         label = _CONTROL.sub(" ", part).strip().strip('"').strip()
         if not label or label in labels:
             continue
         if len(label) > MAX_LABEL:
             raise RowFailed(f"A label is longer than {MAX_LABEL} characters.")
-        labels.append(label)
-    if len(labels) > MAX_LABELS:
-        raise RowFailed(f"More than {MAX_LABELS} labels.")
-    return labels
+        labels[label] = None
+        if len(labels) > MAX_LABELS:
+            raise RowFailed(f"More than {MAX_LABELS} labels.")
+    return list(labels)
 
 
 def _row(fmt: str, line: int, c: _Cells) -> Row:
@@ -383,6 +384,10 @@ def run_import(session: Session, gateway: BillingGateway, data: bytes | str, *, 
     for r in deleted:
         report.notes.append(Problem(r.line, "Deleted in Ghost (deleted_at): not imported."))
     report.skipped = len(deleted) + len(report.errors)
+    named = [r for r in rows if r.customer]
+    if named and not current_app.config.get("STRIPE_SECRET_KEY"):
+        report.notes.append(Problem(named[0].line, f"{len(named)} row(s) name a Stripe customer, but STRIPE_SECRET_KEY "
+                                                   "is not set: the real run would stop at the first of them."))
     if dry_run:
         existing = _existing(session, [r.email for r in rows])
         report.updated = sum(1 for r in rows if r.email in existing)
@@ -518,9 +523,26 @@ def _import_row(session: Session, gateway: BillingGateway, row: Row, actor: Acco
             if problem:
                 raise RowFailed(problem)
     created = account is None
+    if not created and customer_id:
+        other = session.scalar(select(StripeCustomer.stripe_id).where(
+            StripeCustomer.account_id == account.id, StripeCustomer.stripe_id != customer_id,
+            StripeCustomer.deleted.is_(False)).limit(1))
+        if other is not None:
+            raise RowFailed(f"{row.email} already has Stripe customer {other}: {customer_id} not linked "
+                            "(one customer per member; merge them in Stripe first).")
     before = None if created else _state(account, account.membership)
     if created:
         account = _create(session, row)
+    elif account.email_verified_at is None and (customer_id or row.complimentary or row.comped_at is not None):
+        # Anyone can join with anyone's address: an account that never proved it may be a
+        # squatter's, waiting for the real reader's membership. What the file brings (a Stripe
+        # customer, a comp) goes to the address's owner: the account's password is replaced and
+        # its sessions end; the reader signs in with an emailed link.
+        account.password_hash = hash_password(secrets.token_urlsafe(32))
+        end_sessions(account)
+        report.notes.append(Problem(row.line, f"{row.email} had an account that never proved its address: its "
+                                              "password was replaced and its sessions ended; the reader signs "
+                                              "in with an emailed link."))
     was_linked = not created and customer_id is not None and session.scalar(
         select(StripeCustomer.account_id).where(StripeCustomer.stripe_id == customer_id)) == account.id
 
@@ -593,8 +615,8 @@ def _update(session: Session, account: Account, row: Row, report: Report) -> Non
     from ..membership.service import membership_for
 
     membership = membership_for(session, account)  # locked (after the subscriptions: lock order)
-    if row.name and row.name != account.name:
-        account.name = row.name
+    if row.name and not (account.name or "").strip():
+        account.name = row.name  # a name the reader or staff gave is theirs: only an empty one is filled
     if row.created_at is not None and row.created_at < _aware(account.created_at):
         account.created_at = row.created_at
         membership.created_at = row.created_at
@@ -605,15 +627,18 @@ def _update(session: Session, account: Account, row: Row, report: Report) -> Non
     elif row.opt_in and not membership.newsletter_opt_in:
         report.notes.append(Problem(row.line, f"{row.email} opted out of DAWNS Digest here: kept opted out."))
     now = utcnow()
+    # A comp is only ever given or lengthened, never shortened, replaced or revoked: an old file
+    # does not undo what staff granted since.
+    held_until = _aware(membership.comped_until)
+    open_ended = membership.comped_at is not None and held_until is None
     if row.complimentary:
-        if membership.comped_at is None or membership.comped_until is not None:
+        if not open_ended:
             membership.comped_at, membership.comped_until, membership.comp_reason = now, None, GHOST_COMP_REASON
-    elif row.comped_at is not None:
-        reason = row.comp_reason or DAWNS_COMP_REASON
-        held = (_aware(membership.comped_at), _aware(membership.comped_until), membership.comp_reason)
-        if held != (row.comped_at, row.comped_until, reason):
-            membership.comped_at, membership.comped_until, membership.comp_reason = \
-                row.comped_at, row.comped_until, reason
+    elif row.comped_at is not None and not open_ended:
+        longer = row.comped_until is None or held_until is None or row.comped_until > held_until
+        if membership.comped_at is None or longer:
+            membership.comped_at, membership.comped_until = row.comped_at, row.comped_until
+            membership.comp_reason = row.comp_reason or DAWNS_COMP_REASON
 
 
 def _aware(value: datetime | None) -> datetime | None:

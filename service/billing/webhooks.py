@@ -185,6 +185,8 @@ def _tell_payment_failed(session: Session, account: Account, subscription: Strip
         return None  # not the subscription that pays for their membership
     if subscription.status not in _FIXABLE:
         return None
+    if membership.status not in (MembershipStatus.PAST_DUE, MembershipStatus.LAPSED):
+        return None  # paying again (an old event replayed, a retry that went through): nothing to fix
     attempt = invoice.get("next_payment_attempt")
     reader_mail.payment_failed(session, account, amount=invoice.get("amount_due"), currency=invoice.get("currency"),
                                next_attempt=_ts(attempt) if attempt else None)

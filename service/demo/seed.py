@@ -12,7 +12,9 @@ members exist.
 """
 from __future__ import annotations
 
+import math
 import random
+import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -60,7 +62,7 @@ def seed(session: Session, count: int, *, public_base_url: str, now: datetime | 
     if have >= count:
         return Seeded(0, 0)
     orgs = _organisations(session, now)
-    password = hash_password(f"demo-{rng.random()}")  # nobody signs in as a demo member
+    password = hash_password(secrets.token_urlsafe(32))  # nobody signs in as a demo member
     made = rows = 0
     for i in range(have, count):
         account, history = _member(i, rng, now, orgs, password)
@@ -94,8 +96,9 @@ def _organisations(session: Session, now: datetime) -> list[int]:
 
 def _member(i: int, rng: random.Random, now: datetime, orgs: list[int], password: str):
     first, last = rng.choice(FIRST), rng.choice(LAST)
-    # Joins spread over 18 months, more of them lately (the membership grows).
-    joined = now - 18 * MONTH * (rng.random() ** 1.6)
+    # Joins spread over 18 months, steadily more of them each month (the membership grows): the
+    # density of an age falls linearly from now to 18 months back.
+    joined = now - 18 * MONTH * (1 - math.sqrt(1 - rng.random()))
     via_org = rng.random() < 0.08
     name, value, _ = rng.choices(LEVELS, weights=[w for _, _, w in LEVELS])[0]
     if name == CUSTOM_LEVEL_NAME:
@@ -110,8 +113,9 @@ def _member(i: int, rng: random.Random, now: datetime, orgs: list[int], password
         entitled = to in (S.ACTIVE, S.PAST_DUE, S.ORGANISATION, S.COMPED)
         paying = to in (S.ACTIVE, S.PAST_DUE)
         history.append({"at": when, "from_status": state.value, "to_status": to.value, "entitled": entitled,
-                        "level_name": ("Organisation seat" if org_id else name) if entitled or to == S.PAST_DUE
-                        else None, "monthly_value": value if paying else 0,
+                        # A seat carries no level of its own (as derive() has it).
+                        "level_name": None if org_id or not (entitled or to == S.PAST_DUE) else name,
+                        "monthly_value": value if paying else 0,
                         "currency": "usd", "organisation_id": org_id if to == S.ORGANISATION else None,
                         "newsletter": dawns and entitled, "source": IMPORT, "stripe_event_id": None})
         state = to
@@ -143,8 +147,9 @@ def _member(i: int, rng: random.Random, now: datetime, orgs: list[int], password
                       created_at=joined, language=rng.choice(("en", "en", "en", "fr", "ar")))
     account.membership = Membership(
         status=state, created_at=joined, status_changed_at=last_row["at"],
+        # A seat's access is open-ended while its organisation pays; a paid one runs to its renewal.
         paid_through=(now + timedelta(days=rng.randint(1, 29))) if state in (S.ACTIVE, S.PAST_DUE)
-        else last_row["at"],
+        else None if state == S.ORGANISATION else last_row["at"],
         level_name=last_row["level_name"],
         level_amount=(5000 if name == "Member, yearly" else value) if state in (S.ACTIVE, S.PAST_DUE) else None,
         level_currency="usd" if last_row["level_name"] else None,

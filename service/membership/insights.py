@@ -108,15 +108,22 @@ def _spans(f: Filters):
     following = func.lead(H.at).over(partition_by=H.account_id, order_by=(H.at, H.id))
     previous_entitled = func.lag(H.entitled).over(partition_by=H.account_id, order_by=(H.at, H.id))
     next_status = func.lead(H.to_status).over(partition_by=H.account_id, order_by=(H.at, H.id))
-    return select(H.account_id, H.at, H.to_status, H.from_status, H.entitled, H.level_name, H.monthly_value,
-                  H.currency, H.organisation_id, H.newsletter, following.label("until"),
+    return select(H.account_id, H.at, H.to_status, H.from_status, H.entitled, _level(H).label("level"),
+                  H.monthly_value, H.currency, H.organisation_id, H.newsletter, following.label("until"),
                   previous_entitled.label("was_entitled"), next_status.label("next_status")).subquery("spans")
+
+
+def _level(t):
+    """The level a row counts under: its own, or, with none, an organisation's seat or a comp
+    (neither carries a level of its own)."""
+    return func.coalesce(t.level_name, case((t.organisation_id.is_not(None), "Organisation seat"),
+                                            else_="Complimentary"))
 
 
 def _filtered(s, f: Filters) -> list[Any]:
     conditions = []
     if f.level:
-        conditions.append(s.c.level_name == f.level)
+        conditions.append(s.c.level == f.level)
     if f.who == INDIVIDUAL:
         conditions.append(s.c.organisation_id.is_(None))
     elif f.who == ORGANISATION:
@@ -178,10 +185,10 @@ def compute(session: Session, f: Filters) -> Insights:
 
     # The level mix at the range's end.
     last = _points([f.end])
-    out.level_mix = [(name or "", int(count), int(mrr or 0)) for name, count, mrr in session.execute(
-        select(s.c.level_name, func.count(), func.sum(s.c.monthly_value)).select_from(last)
-        .join(s, _holding(s, last)).where(s.c.entitled, *where).group_by(s.c.level_name)
-        .order_by(func.count().desc(), s.c.level_name)).all()]
+    out.level_mix = [(name, int(count), int(mrr or 0)) for name, count, mrr in session.execute(
+        select(s.c.level, func.count(), func.sum(s.c.monthly_value)).select_from(last)
+        .join(s, _holding(s, last)).where(s.c.entitled, *where).group_by(s.c.level)
+        .order_by(func.count().desc(), s.c.level)).all()]
     return out
 
 
@@ -213,5 +220,5 @@ def _recovery(session: Session, f: Filters, s, where: list[Any], out: Insights) 
 
 def levels(session: Session) -> list[str]:
     """The level names the history knows, for the filter."""
-    return [n for (n,) in session.execute(select(H.level_name).where(H.level_name.is_not(None))
-                                          .group_by(H.level_name).order_by(H.level_name))]
+    level = _level(H)
+    return [n for (n,) in session.execute(select(level).where(H.entitled).group_by(level).order_by(level))]

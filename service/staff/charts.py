@@ -4,12 +4,13 @@ Every number and label is escaped; the colours are CSS variables, so dark mode f
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+import math
 from dataclasses import dataclass
 
 from markupsafe import Markup, escape
 
-WIDTH, HEIGHT = 640, 260
-LEFT, RIGHT, TOP, BOTTOM = 64, 16, 16, 40
+WIDTH, HEIGHT = 640, 280
+LEFT, RIGHT, TOP, BOTTOM = 78, 24, 16, 44
 # Series k is drawn with the class `s{k}` (style.css: --chart-1..8, distinct in hue and lightness,
 # dark mode too) and lines also differ by dash, so colour is never the only difference.
 DASHES = ("", "6 3", "2 3", "8 3 2 3", "", "6 3", "2 3", "8 3 2 3")
@@ -25,14 +26,18 @@ class Series:
     values: Sequence[float | None]
 
 
-def _nice_max(value: float) -> float:
+def nice_top(value: float, *, whole: bool = False) -> float:
+    """The axis's top: four gridline steps of 1, 2 or 5 times a power of ten, so every gridline
+    falls on a round figure (`whole`: counts, never a fractional step)."""
     if value <= 0:
-        return 1.0
-    step = 10 ** (len(str(int(value))) - 1)
-    for factor in (1, 2, 2.5, 5, 10):
-        if value <= step * factor:
-            return step * factor
-    return step * 10
+        return 4.0 if whole else 1.0
+    quarter = value / 4
+    power = 10 ** math.floor(math.log10(quarter))
+    for factor in (1, 2, 5, 10):
+        step = factor * power
+        if step >= quarter and (not whole or step == int(step)):
+            return step * 4
+    return 40 * power
 
 
 def _frame(chart_id: str, title: str, description: str, labels: Sequence[str], top: float,
@@ -46,11 +51,12 @@ def _frame(chart_id: str, title: str, description: str, labels: Sequence[str], t
         y = TOP + plot_h - plot_h * k / 4
         out.append(f'<line class="grid" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}"/>')
         out.append(f'<text class="axis" x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{escape(fmt(top * k / 4))}</text>')
-    every = max(1, -(-len(labels) // 7))  # at most 7 labels under the x axis
+    every = max(1, -(-len(labels) // 6))  # at most 6 labels under the x axis
     for i, label in enumerate(labels):
-        if i % every == 0 or i == len(labels) - 1:
+        if i % every == 0:
             x = _x(i, len(labels))
-            out.append(f'<text class="axis" x="{x:.1f}" y="{HEIGHT - BOTTOM + 18}" text-anchor="middle">'
+            anchor = "end" if x > WIDTH - RIGHT - 40 else "start" if x < LEFT + 30 else "middle"
+            out.append(f'<text class="axis" x="{x:.1f}" y="{HEIGHT - BOTTOM + 20}" text-anchor="{anchor}">'
                        f'{escape(label)}</text>')
     return out
 
@@ -66,10 +72,11 @@ def _y(value: float, top: float) -> float:
 
 
 def line_chart(chart_id: str, title: str, description: str, labels: Sequence[str], series: Sequence[Series],
-               fmt: Callable[[float], str] = lambda v: f"{v:,.0f}", top: float | None = None) -> Markup:
+               fmt: Callable[[float], str] = lambda v: f"{v:,.0f}", top: float | None = None,
+               whole: bool = True) -> Markup:
     """One line per series (missing values break the line), with a point on each value."""
     highest = max([v for s in series for v in s.values if v is not None] or [0])
-    top = top or _nice_max(highest)
+    top = top or nice_top(highest, whole=whole)
     out = _frame(chart_id, title, description, labels, top, fmt)
     for k, s in enumerate(series):
         cls, dash = _cls(k), DASHES[k % len(DASHES)]
@@ -92,7 +99,7 @@ def bar_chart(chart_id: str, title: str, description: str, labels: Sequence[str]
               fmt: Callable[[float], str] = lambda v: f"{v:,.0f}") -> Markup:
     """Grouped bars: one bar per series in each period."""
     highest = max([v for s in series for v in s.values if v is not None] or [0])
-    top = _nice_max(highest)
+    top = nice_top(highest, whole=True)
     out = _frame(chart_id, title, description, labels, top, fmt)
     n = len(labels)
     slot = (WIDTH - LEFT - RIGHT) / n if n else 0

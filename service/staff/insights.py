@@ -34,8 +34,8 @@ def _month(text: str | None, fallback: datetime, *, last: bool = False) -> tuple
         value = datetime.strptime(text.strip(), "%Y-%m").replace(tzinfo=timezone.utc)
     except ValueError:
         return fallback, f"{text!r} is not a month: use YYYY-MM."
-    if last:  # the end of that month (or now, for the current month)
-        value = min(insights.month_start(value + timedelta(days=32)), utcnow())
+    if last:  # the end of that month (or now, for the current month or later)
+        value = utcnow() if value > utcnow() else min(insights.month_start(value + timedelta(days=32)), utcnow())
     return value, None
 
 
@@ -47,6 +47,13 @@ def chosen(args) -> Chosen:
     start, e1 = _month(args.get("from"), default.start)
     end, e2 = _month(args.get("to"), now, last=True)
     errors = [e for e in (e1, e2) if e]
+    if start >= now:
+        errors.append("The range starts in the future.")
+        start = default.start
+    earliest = insights.month_start(now - timedelta(days=366 * 10))
+    if start < earliest:
+        errors.append("The range starts at most ten years back.")
+        start = earliest
     if end <= start:
         errors.append("The range must end after it starts.")
         start, end = default.start, now
@@ -100,10 +107,10 @@ def tables(data: insights.Insights, by: str) -> dict[str, tuple[list[str], list[
 
 
 def _charts(data: insights.Insights, by: str) -> dict[str, object]:
-    labels = [p.strftime("%b %y") if by == insights.MONTH else p.strftime("%d %b") for p in data.periods]
+    labels = [p.strftime("%b %y") if by == insights.MONTH else p.strftime("%d %b %y") for p in data.periods]
     money = lambda v: format_amount(int(v), data.currency)  # noqa: E731
     states = [charts.Series(s, values) for s, values in data.by_state.items() if any(values)]
-    percent = lambda v: f"{v * 100:.0f}%"  # noqa: E731
+    percent = lambda v: f"{v * 100:g}%"  # noqa: E731
     return {
         "members": (charts.line_chart("chart-members", "Members by state", "Members in each state at the end of "
                                       "each period.", labels, states), states),
@@ -116,22 +123,54 @@ def _charts(data: insights.Insights, by: str) -> dict[str, object]:
                      [charts.Series("New", data.new), charts.Series("Cancelled", data.cancelled)]),
         "churn": (charts.line_chart("chart-churn", "Churn", "Members whose membership ended during the period, as a "
                                     "share of the members entitled at its start.", labels,
-                                    [charts.Series("Churn", data.churn)], fmt=percent,
-                                    top=max(0.1, max([c for c in data.churn if c is not None] or [0]))), None),
+                                    [charts.Series("Churn", data.churn)], fmt=percent, whole=False,
+                                    top=charts.nice_top(max([c for c in data.churn if c is not None] or [0])))
+                  , None),
         "reach": (charts.line_chart("chart-reach", "DAWNS Digest reach", "Entitled members enrolled in DAWNS Digest, "
                                     "as a share of entitled members.", labels, [charts.Series("Reach", data.reach)],
-                                    fmt=percent, top=1.0), None),
+                                    fmt=percent, top=1.0, whole=False), None),
         "levels": (charts.bar_chart("chart-levels", "Level mix", "Entitled members by level at the end of the "
                                     "range.", [name or "(none)" for name, _, _ in data.level_mix],
                                     [charts.Series("Members", [c for _, c, _ in data.level_mix])]), None),
     }
 
 
+def _level_known(session, choice: Chosen) -> Chosen:
+    if choice.filters.level and choice.filters.level not in insights.levels(session):
+        return Chosen(choice.filters, choice.start, choice.end,
+                      (*choice.errors, f"No member's history has the level {choice.filters.level!r}."))
+    return choice
+
+
+def csv_tables(data: insights.Insights) -> dict[str, tuple[list[str], list[list[object]]]]:
+    """The series for spreadsheets: plain numbers (money in the currency's units, shares as
+    percentages), periods as their first day (YYYY-MM-DD), the units in the headers."""
+    days = [p.date().isoformat() for p in data.periods]
+    cur = data.currency.upper()
+    states = [s for s, values in data.by_state.items() if any(values)]
+    money = lambda cents: f"{cents / 100:.2f}"  # noqa: E731
+    share = lambda v: "" if v is None else f"{v * 100:.2f}"  # noqa: E731
+    n = range(len(days))
+    return {
+        "members": (["period_start", *states], [[days[i], *[data.by_state[s][i] for s in states]] for i in n]),
+        "mrr": (["period_start", f"mrr_{cur}"], [[days[i], money(v)] for i, v in enumerate(data.mrr)]),
+        "movement": (["period_start", "new", "cancelled"], [[days[i], data.new[i], data.cancelled[i]] for i in n]),
+        "churn": (["period_start", "cancelled", "entitled_at_start", "churn_percent"],
+                  [[days[i], data.cancelled[i], data.entitled_at_start[i], share(data.churn[i])] for i in n]),
+        "recovery": (["past_due_episodes", "recovered", "recovery_percent", "median_days_to_recover"],
+                     [[data.recovery_episodes, data.recovered, share(data.recovery_rate),
+                       "" if data.recovery_median_days is None else data.recovery_median_days]]),
+        "reach": (["period_start", "enrolled_in_dawns", "entitled", "reach_percent"],
+                  [[days[i], data.enrolled[i], data.entitled[i], share(data.reach[i])] for i in n]),
+        "levels": (["level", "members", f"mrr_{cur}"], [[name, count, money(mrr)] for name, count, mrr in data.level_mix]),
+    }
+
+
 @bp.get("/insights")
 @staff_required
 def insights_page():
-    choice = chosen(request.args)
     session = get_session()
+    choice = _level_known(session, chosen(request.args))
     data = insights.compute(session, choice.filters)
     return render_template("staff/insights.html", choice=choice, data=data, tables=tables(data, choice.filters.by),
                            charts=_charts(data, choice.filters.by), legend=charts.legend,
@@ -153,13 +192,15 @@ def _cell(value: str) -> str:
 def insights_csv(series: str):
     if series not in SERIES:
         abort(404)
-    choice = chosen(request.args)
+    choice = _level_known(get_session(), chosen(request.args))
+    if choice.errors:
+        return Response("\n".join(choice.errors) + "\n", status=400, mimetype="text/plain")
     data = insights.compute(get_session(), choice.filters)
-    header, rows = tables(data, choice.filters.by)[series]
+    header, rows = csv_tables(data)[series]
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(header)
-    writer.writerows([[_cell(v) for v in row] for row in rows])
+    writer.writerows([[_cell(v) if isinstance(v, str) else v for v in row] for row in rows])
     name = f"dawns-{series}-{choice.start}-to-{choice.end}.csv"
     return Response(out.getvalue(), mimetype="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})

@@ -215,6 +215,11 @@ def requeue_stripe_event(actor: Account, stripe_id: str) -> StripeEvent:
         raise ActionError("Only a failed or unlinked Stripe event can be replayed.")
     target = (session.get(Account, row.account_id) if row.account_id
               else find_account_for(session, customer_id=row.customer_stripe_id))
+    if row.outcome == "unlinked" and row.status == "pending" and target is None and not session.scalar(
+            select(StripeCustomer.organisation_id).where(StripeCustomer.stripe_id == row.customer_stripe_id)):
+        session.rollback()
+        raise ActionError("Its customer is still linked to no member, so replaying it would change nothing: "
+                          "the customer is linked by a checkout of ours (or `flask stripe reconcile`); then replay.")
     _audit(actor, "stripe_event_requeued", target, event=row.stripe_id, type=row.type)
     session.commit()
     return row

@@ -57,7 +57,12 @@ def webhooks():
     keep = {k: v for k, v in request.args.items() if k in ("type", "outcome", "member", "from", "to") and v}
     return render_template("staff/webhooks.html", rows=rows, errors=errors, args=keep, outcomes=OUTCOMES,
                            next_url=url_for("staff.webhooks", before=next_before, **keep) if next_before else None,
-                           confirm_form=ConfirmForm(), replayable=replayable, dashboard_url=services.dashboard_url)
+                           confirm_form=ConfirmForm(), replayable=_offered, dashboard_url=services.dashboard_url)
+
+
+def _offered(event, member_id) -> bool:
+    """Replay is offered for a failed event, and for an unlinked one once its customer is a member's."""
+    return replayable(event) and (event.status == "failed" or member_id is not None)
 
 
 @bp.post("/webhooks/<stripe_id>/replay")

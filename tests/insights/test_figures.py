@@ -84,8 +84,15 @@ def test_failed_payment_recovery(history):
     assert f.recovery_rate == 0.5 and f.recovery_median_days == 4.0
 
 
-def test_level_mix_at_the_end_of_the_range(history):
+def test_level_mix_at_the_end_of_the_range(history, app):
     assert figures(history).level_mix == [("Member, yearly", 1, 500), ("Organisation seat", 1, 0)]
+    # A seat or a comp carries no level of its own: counted as what it is.
+    with app.app_context():
+        s = get_session()
+        s.query(MembershipHistory).filter(MembershipHistory.organisation_id.is_not(None)).update({"level_name": None})
+        s.commit()
+    assert figures(history).level_mix == [("Member, yearly", 1, 500), ("Organisation seat", 1, 0)]
+    assert figures(history, level="Organisation seat").entitled == [1, 1, 1, 1]
 
 
 def test_filters_by_level_and_by_organisation(history):

@@ -4,6 +4,7 @@ demo seed that gives `make run` real-looking charts."""
 from __future__ import annotations
 
 import csv
+import html
 import io
 import re
 from datetime import datetime, timedelta, timezone
@@ -45,14 +46,20 @@ def test_the_csv_of_a_series_has_the_tables_figures(history):  # noqa: F811
     resp = staff.get(f"/staff/insights/churn.csv?{QUERY}")
     assert resp.status_code == 200 and resp.mimetype == "text/csv"
     assert 'filename="dawns-churn-2026-01-to-2026-04.csv"' in resp.headers["Content-Disposition"]
+    # Plain numbers for a spreadsheet: periods by their first day, the units in the header.
     assert list(csv.reader(io.StringIO(resp.get_data(as_text=True)))) == [
-        ["Period", "Cancelled", "Entitled at start", "Churn"], ["Jan 2026", "0", "2", "0.0%"],
-        ["Feb 2026", "0", "3", "0.0%"], ["Mar 2026", "2", "4", "50.0%"], ["Apr 2026", "0", "2", "0.0%"]]
+        ["period_start", "cancelled", "entitled_at_start", "churn_percent"], ["2026-01-01", "0", "2", "0.00"],
+        ["2026-02-01", "0", "3", "0.00"], ["2026-03-01", "2", "4", "50.00"], ["2026-04-01", "0", "2", "0.00"]]
+    mrr = staff.get(f"/staff/insights/mrr.csv?{QUERY}").get_data(as_text=True)
+    assert mrr.splitlines() == ["period_start,mrr_USD", "2026-01-01,10.00", "2026-02-01,20.00", "2026-03-01,5.00",
+                                "2026-04-01,5.00"]
     recovery = staff.get(f"/staff/insights/recovery.csv?{QUERY}").get_data(as_text=True)
-    assert recovery.splitlines()[1] == "2,1,50.0%,4"
+    assert recovery.splitlines()[1] == "2,1,50.00,4.0"
     organisation = staff.get(f"/staff/insights/members.csv?{QUERY}&who=organisation").get_data(as_text=True)
-    assert organisation.splitlines()[1:] == ["Jan 2026,1", "Feb 2026,1", "Mar 2026,1", "Apr 2026,1"]
+    assert organisation.splitlines()[1:] == ["2026-01-01,1", "2026-02-01,1", "2026-03-01,1", "2026-04-01,1"]
     assert staff.get("/staff/insights/nothing.csv").status_code == 404
+    bad = staff.get("/staff/insights/mrr.csv?by=year")
+    assert bad.status_code == 400 and "by month or by week" in bad.get_data(as_text=True)
 
 
 def test_a_level_name_is_never_a_formula_in_the_csv(app):
@@ -65,15 +72,19 @@ def test_a_level_name_is_never_a_formula_in_the_csv(app):
                                 monthly_value=500, currency="usd", newsletter=False, source="stripe event"))
         s.commit()
     text = client_as(app, "staff").get("/staff/insights/levels.csv").get_data(as_text=True)
-    assert "'=HYPERLINK(1),1,$5" in text
+    assert "'=HYPERLINK(1),1,5.00" in text
 
 
 @pytest.mark.parametrize("query, message", [("from=2026-13", "is not a month"), ("by=year", "by month or by week"),
                                             ("from=2026-05&to=2026-01", "must end after it starts"),
-                                            ("who=robots", "individuals or organisations")])
+                                            ("who=robots", "individuals or organisations"),
+                                            ("from=1900-01", "at most ten years back"),
+                                            ("from=2999-01&to=2999-06", "starts in the future"),
+                                            ("to=9999-12", "Members by state"),
+                                            ("level=Platinum", "No member's history has the level")])
 def test_bad_parameters_are_reported_and_the_defaults_used(app, query, message):
     resp = client_as(app, "staff").get(f"/staff/insights?{query}")
-    assert resp.status_code == 200 and message in resp.get_data(as_text=True)
+    assert resp.status_code == 200 and message in html.unescape(resp.get_data(as_text=True))
 
 
 def test_the_demo_seed_makes_a_believable_history_and_refuses_production(app):

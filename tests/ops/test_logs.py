@@ -288,3 +288,14 @@ def test_a_full_journey_logs_no_password_token_secret_signature_or_webhook_body(
     for what, value in secret_values.items():
         assert value not in out, f"the logs hold the {what}"
     assert hashlib.sha256(payload.encode()).hexdigest() not in out
+
+
+def test_each_request_logs_one_line_with_its_id_and_its_endpoint_never_its_path(app, captured):
+    client = app.test_client()
+    resp = client.get("/join")
+    client.get("/reset/secret-looking-token-123")
+    client.get("/healthz")
+    requests = [line for line in lines(captured) if line["logger"] == "service.request"]
+    assert [r["message"] for r in requests] == ["GET members.join 200", "GET members.reset_password 400"]
+    assert requests[0]["request_id"] == resp.headers["X-Request-ID"]
+    assert "secret-looking-token-123" not in captured.getvalue()

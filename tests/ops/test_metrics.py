@@ -81,6 +81,12 @@ def test_metrics_accepts_an_allowed_address_and_a_metrics_read_token(metrics_app
                        headers={"X-Forwarded-For": "10.1.9.9"}).status_code == 200
     assert proxied.get("/metrics", environ_base={"REMOTE_ADDR": "10.1.9.9"},
                        headers={"X-Forwarded-For": "203.0.113.9"}).status_code == 403
+    # A local proxy the service was not told about: every request comes from 127.0.0.1, so a
+    # forwarded one is never let in by that address.
+    local = make_app(METRICS_ALLOWED_IPS=["127.0.0.1"]).test_client()
+    assert local.get("/metrics", environ_base={"REMOTE_ADDR": "127.0.0.1"}).status_code == 200
+    assert local.get("/metrics", environ_base={"REMOTE_ADDR": "127.0.0.1"},
+                     headers={"X-Forwarded-For": "203.0.113.9"}).status_code == 403
 
 
 def test_webhooks_entitlement_checks_queues_and_members_are_reported(metrics_app, stripe_api):

@@ -27,7 +27,7 @@ from service.models import (
     StripeSubscription,
 )
 
-from ..support.factories import make_account
+from ..support.factories import PASSWORD, make_account
 from ..support.staff import client_as
 from ..support.stripe_objects import subscription
 from ..support.stripe_standin import Reply, SubscriptionTruth
@@ -147,13 +147,14 @@ def test_a_ghost_export_is_imported_and_a_second_run_changes_nothing(app, runner
     assert "created 0, updated 0, unchanged 3, skipped 1" in second.output
     assert _counts(app) == before  # no new audit row, no new history row, nothing at all
 
-    # A changed file updates only what changed, and never re-subscribes an opt-out.
+    # A changed file updates only what changed, never re-subscribes an opt-out, and never renames
+    # a reader (the name they or staff gave is theirs).
     changed = GHOST.replace("Ana Silva,Met at the Lagos fair,true", "Ana Silva-Okafor,Met at the Lagos fair,false")
     third = _import(runner, tmp_path, changed.replace("bo@example.org,Bo Chen,,false", "bo@example.org,Bo Chen,,true"))
     assert "created 0, updated 1, unchanged 2" in third.output, third.output
     assert "line 3: note: bo@example.org opted out of DAWNS Digest here: kept opted out." in third.output
     ana = _member(app, "ana.silva@example.org")
-    assert (ana["name"], ana["opt_in"]) == ("Ana Silva-Okafor", False)
+    assert (ana["name"], ana["opt_in"]) == ("Ana Silva", False)
     assert _member(app, "bo@example.org")["opt_in"] is False
 
 
@@ -423,3 +424,69 @@ def test_an_admin_dry_runs_then_imports_a_file_from_the_console(app):
         rows = s.scalars(select(AuditLog).where(AuditLog.action.in_(["member_imported", "members_import"]))).all()
         assert {r.actor_id for r in rows} == {admin_id}
         assert [r.details["created"] for r in rows if r.action == "members_import"] == [3]
+
+
+def test_an_account_that_never_proved_its_address_does_not_keep_what_the_file_brings(app, runner, tmp_path,
+                                                                                     stripe_api):
+    """Anyone can join with anyone's address: the import's Stripe customer and comp go to the
+    address's owner, not to whoever set that account's password (it is replaced; its sessions end)."""
+    from ..support.web import login
+
+    now = int(time.time())
+    sub = subscription(id="sub_vic", customer="cus_vic", status="active", period_start=now - 86400,
+                       period_end=now + 29 * 86400)
+    truth = SubscriptionTruth(stripe_api)
+    _serve_customer(stripe_api, "cus_vic", "victim@example.org", [sub], truth)
+    _serve_lists(stripe_api, {"cus_vic": "victim@example.org"}, [sub])
+    squatter = make_account(app, email="victim@example.org", name="Squatter")  # joined first, never proved it
+    client = app.test_client()
+    login(client, "victim@example.org", PASSWORD)
+    assert client.get("/account").status_code == 200
+    result = _import(runner, tmp_path, GHOST_HEADER + "1,victim@example.org,Real Victim,,true,false,cus_vic,,,,,\n")
+    assert "its password was replaced and its sessions ended" in result.output, result.output
+    assert client.get("/account").status_code == 302  # the squatter's session is over
+    assert login(client, "victim@example.org", PASSWORD).status_code == 422  # and its password
+    member = _member(app, "victim@example.org")
+    assert member["id"] == squatter and member["customer"] == "cus_vic" and member["name"] == "Squatter"
+
+
+def test_a_member_with_another_stripe_customer_is_not_given_a_second(app, runner, tmp_path, stripe_api):
+    make_account(app, email="twice@example.org", customer="cus_first", verified=True)
+    stripe_api.on("GET", "/v1/customers/cus_second", Reply(200, {"id": "cus_second", "email": "twice@example.org"}))
+    stripe_api.on("GET", "/v1/subscriptions", Reply(200, {"object": "list", "data": [], "has_more": False}))
+    result = _import(runner, tmp_path, GHOST_HEADER + "1,twice@example.org,Twice,,true,false,cus_second,,,,,\n")
+    assert "already has Stripe customer cus_first: cus_second not linked" in result.output, result.output
+    assert _member(app, "twice@example.org")["customer"] == "cus_first"
+
+
+def test_an_old_file_never_shortens_or_replaces_a_comp(app, runner, tmp_path):
+    from service.staff import services as staff
+
+    reader = make_account(app, email="founder@example.org", verified=True)
+    admin = make_account(app, email="admin@example.org", role=Role.ADMIN)
+    with app.app_context():
+        staff.comp(get_session().get(Account, admin), reader, "Lifetime: founder", None)
+    old = _export_header() + _export_row("founder@example.org", "Someone Else", comped_at="2024-01-01T00:00:00+00:00",
+                                         comped_until="2024-02-01T00:00:00+00:00", reason="x")
+    result = _import(runner, tmp_path, old)
+    assert "updated 0" in result.output, result.output
+    with app.app_context():
+        m = get_session().get(Account, reader).membership
+        assert (m.status, m.comped_until, m.comp_reason) == (S.COMPED, None, "Lifetime: founder")
+        assert get_session().get(Account, reader).name == "Reader One"
+
+
+def _export_header() -> str:
+    from service.membership.exports import COLUMNS
+
+    return ",".join(COLUMNS) + "\n"
+
+
+def _export_row(email: str, name: str, *, comped_at: str = "", comped_until: str = "", reason: str = "") -> str:
+    from service.membership.exports import COLUMNS
+
+    cells = {c: "" for c in COLUMNS}
+    cells.update(id="1", email=email, name=name, status="comped", entitled="yes", newsletter_opt_in="yes",
+                 comped_at=comped_at, comped_until=comped_until,
+                 comp_reason=reason)
+    return ",".join(cells[c] for c in COLUMNS) + "\n"

@@ -56,8 +56,13 @@ def test_deliveries_are_listed_newest_first_and_filtered(app, client):
     assert listed(staff, "?from=2001-01-01&to=2001-01-02")[0] == []
     bad = staff.get("/staff/webhooks?from=yesterday&outcome=weird").get_data(as_text=True)
     assert "is not a date" in bad and "Unknown outcome" in bad
-    # Replay is offered for the unlinked one only (applied and ignored events are done).
-    assert f"/staff/webhooks/{stranger['id']}/replay" in html and f"/staff/webhooks/{created['id']}/replay" not in html
+    # Applied and ignored events are done; an unlinked one is offered once its customer is a member's.
+    assert "/replay" not in html
+    refused = staff.post(f"/staff/webhooks/{stranger['id']}/replay", data={"csrf_token": csrf_from(html), "confirm": "y"})
+    assert "still linked to no member" in staff.get(refused.headers["Location"]).get_data(as_text=True)
+    assert outcome_of(app, stranger["id"]) == "unlinked"
+    make_account(app, email="xavier@example.org", customer="cus_X")
+    assert f"/staff/webhooks/{stranger['id']}/replay" in listed(staff)[1]
 
 
 def test_only_staff_see_deliveries_or_replay(app):
@@ -132,3 +137,22 @@ def test_a_stale_event_replayed_stays_stale(app, client):
     apply_events(app)
     assert outcome_of(app, old["id"]) == "stale"
     assert status_of(app, member) == MembershipStatus.ACTIVE  # never overwritten by the replay
+
+
+def test_an_old_payment_failure_replayed_for_a_member_who_pays_again_sends_no_mail(app, client, stripe_api):
+    from service.models import MailOutbox
+
+    invoice = {"id": "in_old", "object": "invoice", "customer": "cus_P", "amount_due": 500, "currency": "usd",
+               "parent": {"type": "subscription_details", "subscription_details": {"subscription": "sub_P"}}}
+    old = event("invoice.payment_failed", invoice, created=NOW - 3000)
+    post_event(client, old)  # nobody has cus_P yet: unlinked
+    member = make_account(app, customer="cus_P")
+    active = subscription(id="sub_P", customer="cus_P", status="active", member_id=member)
+    SubscriptionTruth(stripe_api).set(active)
+    post_event(client, event("customer.subscription.created", active, created=NOW - 100))
+    _replay(client_as(app, "staff"), old["id"])
+    apply_events(app)
+    assert status_of(app, member) == MembershipStatus.ACTIVE
+    with app.app_context():
+        kinds = get_session().scalars(select(MailOutbox.kind)).all()
+    assert "payment_failed" not in kinds
