@@ -13,7 +13,6 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from ..domain.membership import MembershipStatus
@@ -23,6 +22,10 @@ from ..models import Membership, MembershipHistory
 STRIPE_EVENT, STAFF, SEAT, IMPORT, SYSTEM = "stripe event", "staff", "seat", "import", "system"
 SOURCES = (STRIPE_EVENT, STAFF, SEAT, IMPORT, SYSTEM)
 _KEY = "history_source"
+
+# One compiled statement for every row (a Core INSERT on the table, not the ORM's bulk path):
+# this runs on the worker's hot path, once per change.
+_INSERT = MembershipHistory.__table__.insert()
 
 # The membership columns whose change is history (others, such as paid_through, move every renewal).
 WATCHED = ("status", "level_name", "monthly_value", "organisation_id", "newsletter_desired")
@@ -54,7 +57,7 @@ def record(session: Session, membership: Membership, before: MembershipStatus | 
     if not first and not any(key in changed for key in WATCHED):
         return
     name, event_id = session.info.get(_KEY) or (SYSTEM, None)
-    session.execute(insert(MembershipHistory).values(
+    session.connection().execute(_INSERT, dict(
         account_id=membership.account_id, at=now,
         from_status=None if first or before is None else MembershipStatus(before).value,
         to_status=MembershipStatus(membership.status).value, entitled=entitled,
