@@ -8,6 +8,7 @@ from flask import Flask, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
+from .domain.membership import N_
 from .i18n import gettext as _
 
 log = logging.getLogger("service.errors")
@@ -80,14 +81,18 @@ def init_app(app: Flask) -> None:
                                message=_("Something went wrong on our side. Please try again.")), 500
 
 
+_PAGE_WORDS = {
+    400: (N_("Bad request"), N_("This request could not be understood. Please go back and try again.")),
+    403: (N_("Not allowed"), N_("Your account cannot open this page.")),
+    404: (N_("Page not found"), N_("There is no page at this address. Check the link, or start again from the home page.")),
+    405: (N_("Not allowed"), N_("This page cannot be opened this way.")),
+    413: (N_("Too large"), N_("What you sent is too large.")),
+    429: (N_("Too many attempts"), N_("You have tried this too many times. Please wait a little and try again.")),
+    503: (N_("Unavailable"), N_("This service is busy or under maintenance. Please try again in a few minutes.")),
+}
+
+
 def _page_words(status: int) -> tuple[str | None, str | None]:
     """An error page's title and message in the reader's language (JSON errors stay English)."""
-    return {
-        400: (_("Bad request"), _("This request could not be understood. Please go back and try again.")),
-        403: (_("Not allowed"), _("Your account cannot open this page.")),
-        404: (_("Page not found"), _("There is no page at this address. Check the link, or start again from the home page.")),
-        405: (_("Not allowed"), _("This page cannot be opened this way.")),
-        413: (_("Too large"), _("What you sent is too large.")),
-        429: (_("Too many attempts"), _("You have tried this too many times. Please wait a little and try again.")),
-        503: (_("Unavailable"), _("This service is busy or under maintenance. Please try again in a few minutes.")),
-    }.get(status, (None, None))
+    words = _PAGE_WORDS.get(status)
+    return (_(words[0]), _(words[1])) if words else (None, None)

@@ -157,9 +157,10 @@ def moment(value: datetime | None) -> str:
 def init_app(app: Flask) -> None:
     Babel(app, locale_selector=select_language, default_domain="messages")
     app.jinja_env.policies["ext.i18n.trimmed"] = True  # as babel.cfg extracts them
+    # Reader templates format prices with describe_level; staff templates keep the English
+    # `per_interval` / `format_amount` globals of create_app.
     app.jinja_env.globals.update(LANGUAGES=LANGUAGES, current_language=current_language, is_rtl=is_rtl,
-                                 money=money, per_interval=per_interval, describe_level=describe_level,
-                                 language_url=language_url, here=here)
+                                 describe_level=describe_level, language_url=language_url, here=here)
     app.jinja_env.filters["day"] = day
     app.jinja_env.filters["moment"] = moment
 

@@ -214,6 +214,17 @@ def start_organisation_checkout(account: Account, name: str, seats: int) -> str:
     return url
 
 
+def read_ours(gateway: BillingGateway, record: CheckoutSession) -> dict[str, Any] | None:
+    """A Checkout Session of ours as Stripe has it now; None when Stripe no longer knows it (it
+    completed nothing). A failure worth retrying raises."""
+    try:
+        return gateway.retrieve_checkout_session(record.stripe_id)
+    except BillingError as exc:
+        if exc.retryable:
+            raise
+        return None
+
+
 def _one_open_checkout(session: Session, gateway: BillingGateway, org: Organisation, account: Account) -> None:
     """Never two payable Checkouts for one organisation: an earlier open one is expired; one that
     completed meanwhile is fulfilled, and no second is started."""
@@ -221,11 +232,8 @@ def _one_open_checkout(session: Session, gateway: BillingGateway, org: Organisat
         CheckoutSession.organisation_id == org.id, CheckoutSession.ours.is_(True),
         CheckoutSession.status == "open")).all()
     for record in earlier:
-        try:
-            checkout = gateway.retrieve_checkout_session(record.stripe_id)
-        except BillingError as exc:
-            if exc.retryable:
-                raise
+        checkout = read_ours(gateway, record)
+        if checkout is None:
             record.status = "expired"
             continue
         if checkout.get("status") == "open":
@@ -283,11 +291,8 @@ def _refuse_a_second_checkout(session: Session, gateway: BillingGateway, account
         CheckoutSession.account_id == account.id, CheckoutSession.ours.is_(True), CheckoutSession.status == "open",
         CheckoutSession.created_at > utcnow() - RECENT)).all()
     for record in recent:
-        try:
-            checkout = gateway.retrieve_checkout_session(record.stripe_id)
-        except BillingError as exc:
-            if exc.retryable:
-                raise
+        checkout = read_ours(gateway, record)
+        if checkout is None:
             continue  # Stripe no longer knows it: it completed nothing
         if checkout.get("status") == "open":
             # Still payable: close it, so that the reader cannot pay both the old one and the new.

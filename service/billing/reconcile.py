@@ -15,8 +15,7 @@ from sqlalchemy import select
 from ..db import get_session, utcnow
 from ..membership import catalogue
 from ..models import CheckoutSession, StripeCustomer
-from .checkout import fulfil_checkout_session
-from .gateway import BillingError
+from .checkout import fulfil_checkout_session, read_ours
 from .lifecycle import Applied, link_by_email, listed_differs, sync_subscription
 from .runtime import get_gateway
 from .snapshots import id_of
@@ -75,11 +74,8 @@ def _settle_our_checkouts(session, gateway, echo: Callable[[str], None], report:
     for record in session.scalars(select(CheckoutSession).where(
             CheckoutSession.ours.is_(True), CheckoutSession.status == "open",
             CheckoutSession.created_at > since).order_by(CheckoutSession.id)).all():
-        try:
-            checkout = gateway.retrieve_checkout_session(record.stripe_id)
-        except BillingError as exc:
-            if exc.retryable:
-                raise
+        checkout = read_ours(gateway, record)
+        if checkout is None:
             record.status = "expired"
             session.commit()
             continue

@@ -1,7 +1,7 @@
 """Amounts are integer cents everywhere; these words are how people read them."""
 from __future__ import annotations
 
-from .membership import Interval, Level
+from .membership import Interval
 
 SYMBOLS = {"usd": "$", "eur": "€", "gbp": "£"}
 
@@ -19,6 +19,3 @@ def per_interval(cents: int, currency: str, interval: Interval | str) -> str:
     """$10 a month, $50 a year."""
     return f"{format_amount(cents, currency)} a {Interval(interval).value}"
 
-
-def describe_level(level: Level) -> str:
-    return per_interval(level.amount, level.currency, level.interval)

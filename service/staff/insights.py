@@ -135,8 +135,8 @@ def _charts(data: insights.Insights, by: str) -> dict[str, object]:
     }
 
 
-def _level_known(session, choice: Chosen) -> Chosen:
-    if choice.filters.level and choice.filters.level not in insights.levels(session):
+def _level_known(choice: Chosen, levels: list[str]) -> Chosen:
+    if choice.filters.level and choice.filters.level not in levels:
         return Chosen(choice.filters, choice.start, choice.end,
                       (*choice.errors, f"No member's history has the level {choice.filters.level!r}."))
     return choice
@@ -170,11 +170,12 @@ def csv_tables(data: insights.Insights) -> dict[str, tuple[list[str], list[list[
 @staff_required
 def insights_page():
     session = get_session()
-    choice = _level_known(session, chosen(request.args))
+    levels = insights.levels(session)
+    choice = _level_known(chosen(request.args), levels)
     data = insights.compute(session, choice.filters)
     return render_template("staff/insights.html", choice=choice, data=data, tables=tables(data, choice.filters.by),
                            charts=_charts(data, choice.filters.by), legend=charts.legend,
-                           levels=insights.levels(session), csv_url=_csv_url)
+                           levels=levels, csv_url=_csv_url)
 
 
 def _csv_url(series: str) -> str:
@@ -192,7 +193,7 @@ def _cell(value: str) -> str:
 def insights_csv(series: str):
     if series not in SERIES:
         abort(404)
-    choice = _level_known(get_session(), chosen(request.args))
+    choice = _level_known(chosen(request.args), insights.levels(get_session()))
     if choice.errors:
         return Response("\n".join(choice.errors) + "\n", status=400, mimetype="text/plain")
     data = insights.compute(get_session(), choice.filters)
